@@ -1,0 +1,31 @@
+/* A strict JSON (RFC 8259) validator that builds nothing. Dispatch validates
+ * every payload with it, so that bad input is refused before any handler
+ * runs, while the cJSON tree is only built for handlers that ask for it. */
+#ifndef BUS_LIB_JSON_CHECK_H
+#define BUS_LIB_JSON_CHECK_H
+
+#include <stddef.h>
+
+/* Deeper nesting is refused (cJSON itself stops at 1000). */
+#define BUS_JSON_MAX_DEPTH 512
+
+/* The largest payload, result or metadata accepted (bus.h says 16 MiB). */
+#define BUS_PAYLOAD_MAX ((size_t)16 << 20)
+
+struct bus_json_error {
+	size_t offset;      /* byte offset of the first error */
+	const char *reason; /* static text: "unterminated string", ... */
+	int too_large;      /* longer than max_len; offset is then the length */
+	size_t limit;       /* max_len, for the message */
+};
+
+/* Checks the NUL-terminated `text`, of at most `max_len` bytes. Returns 0 and
+ * stores the length in *len when it is one valid JSON value (surrounding
+ * white space allowed); otherwise returns -1 and fills *err. */
+int bus__json_check(const char *text, size_t max_len, size_t *len,
+		    struct bus_json_error *err);
+
+/* Formats a BUS_EINVAL error for `what` ("payload of event 'x'", ...). */
+int bus__json_error_set(const char *what, const struct bus_json_error *err);
+
+#endif

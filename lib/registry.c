@@ -1,0 +1,199 @@
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core.h"
+#include "error.h"
+#include "registry.h"
+
+/* A block that a reader may still see; freed at destroy. */
+struct bus_retired {
+	struct bus_retired *next;
+	void *block;
+};
+
+static int retire(struct bus_registry *r, void *block)
+{
+	struct bus_retired *node = malloc(sizeof *node);
+	if (node == NULL)
+		return bus__error_oom();
+	node->block = block;
+	node->next = r->retired;
+	r->retired = node;
+	return 0;
+}
+
+int bus__registry_init(struct bus_registry *r)
+{
+	memset(r, 0, sizeof *r);
+	int rc = bus__strmap_init(&r->topics);
+	if (rc != 0)
+		return rc;
+	if (pthread_mutex_init(&r->lock, NULL) != 0) {
+		bus__strmap_destroy(&r->topics);
+		return bus__error_set(BUS_ERROR, "cannot create a mutex");
+	}
+	atomic_init(&r->middleware, NULL);
+	return 0;
+}
+
+const struct bus_topic *bus__registry_find(const struct bus_registry *r,
+					   bus_kind kind, const char *name,
+					   size_t len, uint64_t hash)
+{
+	return (const struct bus_topic *)bus__strmap_find(&r->topics, kind,
+							  name, len, hash);
+}
+
+/* Under the lock: the topic, created when missing. */
+static struct bus_topic *topic_get_or_add(struct bus_registry *r,
+					  bus_kind kind, const char *name,
+					  size_t len, uint64_t hash)
+{
+	struct bus_topic *topic = (struct bus_topic *)bus__strmap_find(
+		&r->topics, kind, name, len, hash);
+	if (topic != NULL)
+		return topic;
+	topic = calloc(1, sizeof *topic);
+	char *copy = strndup(name, len);
+	if (topic == NULL || copy == NULL) {
+		free(topic);
+		free(copy);
+		bus__error_oom();
+		return NULL;
+	}
+	topic->key.hash = hash;
+	topic->key.tag = kind;
+	topic->key.len = len;
+	topic->key.name = copy;
+	atomic_init(&topic->handlers, NULL);
+	if (bus__strmap_add(&r->topics, &topic->key) != 0) {
+		free(copy);
+		free(topic);
+		return NULL;
+	}
+	return topic;
+}
+
+static int add_handler_locked(struct bus_registry *r, bus_kind kind,
+			      const char *name, size_t len, uint64_t hash,
+			      struct bus_handler *h, int single)
+{
+	struct bus_topic *topic = topic_get_or_add(r, kind, name, len, hash);
+	if (topic == NULL)
+		return bus__error_code();
+	const struct bus_handler_list *old =
+		atomic_load_explicit(&topic->handlers, memory_order_relaxed);
+	size_t n = old ? old->n : 0;
+
+	if (single && n > 0)
+		return bus__error_set(BUS_EEXISTS,
+				      "%s '%s' already has a handler ('%s')",
+				      bus__kind_name(kind), topic->key.name,
+				      old->items[0]->name);
+
+	char *default_name = NULL;
+	if (h->name == NULL) {
+		int w = single ? asprintf(&default_name, "%s", topic->key.name)
+			       : asprintf(&default_name, "%s#%zu", topic->key.name,
+					  n + 1);
+		if (w < 0)
+			return bus__error_oom();
+	}
+	const char *hname = h->name ? h->name : default_name;
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(old->items[i]->name, hname) == 0) {
+			int rc = bus__error_set(
+				BUS_EEXISTS,
+				"%s '%s' already has a handler named '%s'",
+				bus__kind_name(kind), topic->key.name, hname);
+			free(default_name);
+			return rc;
+		}
+	}
+
+	struct bus_handler_list *list =
+		malloc(sizeof *list + (n + 1) * sizeof list->items[0]);
+	if (list == NULL || (old != NULL && retire(r, (void *)old) != 0)) {
+		free(list);
+		free(default_name);
+		return bus__error_oom();
+	}
+	if (n > 0)
+		memcpy(list->items, old->items, n * sizeof list->items[0]);
+	if (default_name != NULL)
+		h->name = default_name;
+	h->name_len = strlen(h->name);
+	h->name_hash = bus__name_hash(h->name, h->name_len);
+	list->items[n] = h;
+	list->n = n + 1;
+	atomic_store_explicit(&topic->handlers, list, memory_order_release);
+	return 0;
+}
+
+int bus__registry_add_handler(struct bus_registry *r, bus_kind kind,
+			      const char *name, size_t len, uint64_t hash,
+			      struct bus_handler *h, int single)
+{
+	pthread_mutex_lock(&r->lock);
+	int rc = add_handler_locked(r, kind, name, len, hash, h, single);
+	pthread_mutex_unlock(&r->lock);
+	return rc;
+}
+
+int bus__registry_add_middleware(struct bus_registry *r, bus_middleware_fn fn,
+				 void *udata)
+{
+	pthread_mutex_lock(&r->lock);
+	const struct bus_middleware_list *old =
+		atomic_load_explicit(&r->middleware, memory_order_relaxed);
+	size_t n = old ? old->n : 0;
+	struct bus_middleware_list *list =
+		malloc(sizeof *list + (n + 1) * sizeof list->items[0]);
+	int rc = 0;
+	if (list == NULL || (old != NULL && retire(r, (void *)old) != 0)) {
+		free(list);
+		rc = bus__error_oom();
+	} else {
+		if (n > 0)
+			memcpy(list->items, old->items,
+			       n * sizeof list->items[0]);
+		list->items[n].fn = fn;
+		list->items[n].udata = udata;
+		list->n = n + 1;
+		atomic_store_explicit(&r->middleware, list,
+				      memory_order_release);
+	}
+	pthread_mutex_unlock(&r->lock);
+	return rc;
+}
+
+static int free_topic(struct bus_strmap_key *key, void *udata)
+{
+	(void)udata;
+	struct bus_topic *topic = (struct bus_topic *)key;
+	const struct bus_handler_list *list =
+		atomic_load_explicit(&topic->handlers, memory_order_relaxed);
+	for (size_t j = 0; list != NULL && j < list->n; j++) {
+		free(list->items[j]->name);
+		free(list->items[j]);
+	}
+	free((void *)list);
+	free((char *)topic->key.name);
+	free(topic);
+	return 0;
+}
+
+void bus__registry_destroy(struct bus_registry *r)
+{
+	bus__strmap_foreach(&r->topics, free_topic, NULL);
+	bus__strmap_destroy(&r->topics);
+	free((void *)atomic_load_explicit(&r->middleware, memory_order_relaxed));
+	while (r->retired != NULL) {
+		struct bus_retired *next = r->retired->next;
+		free(r->retired->block);
+		free(r->retired);
+		r->retired = next;
+	}
+	pthread_mutex_destroy(&r->lock);
+}

@@ -1,0 +1,96 @@
+/*
+ * What is registered on a bus: topics (an event, command or query name with
+ * its handlers) and the middleware chain.
+ *
+ * Dispatch reads without locks: every list it reads is immutable once
+ * published through an atomic pointer. A writer (under the registry's mutex)
+ * builds a new list and swaps the pointer; the old list is kept on a retired
+ * chain until the registry is destroyed, because a dispatch on another
+ * thread may still be walking it. Registrations are rare and small, so the
+ * retired memory is bounded by what was registered.
+ */
+#ifndef BUS_LIB_REGISTRY_H
+#define BUS_LIB_REGISTRY_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bus/bus.h"
+#include "strmap.h"
+
+struct bus_handler {
+	char *name; /* owned */
+	size_t name_len;
+	uint64_t name_hash; /* for lookups keyed by handler (metrics) */
+	bus_handler_fn fn;
+	void *udata; /* the application's */
+};
+
+struct bus_handler_list {
+	size_t n;
+	struct bus_handler *items[];
+};
+
+struct bus_topic {
+	struct bus_strmap_key key; /* tag: the kind; name owned */
+	/* NULL until the first handler; then never NULL again. */
+	_Atomic(const struct bus_handler_list *) handlers;
+};
+
+struct bus_middleware {
+	bus_middleware_fn fn;
+	void *udata;
+};
+
+struct bus_middleware_list {
+	size_t n;
+	struct bus_middleware items[];
+};
+
+struct bus_retired;
+
+struct bus_registry {
+	pthread_mutex_t lock; /* serialises writers only */
+	struct bus_strmap topics;
+	_Atomic(const struct bus_middleware_list *) middleware;
+	struct bus_retired *retired;
+};
+
+int bus__registry_init(struct bus_registry *r);
+/* Frees every topic, handler and list. No dispatch may be running. */
+void bus__registry_destroy(struct bus_registry *r);
+
+/* The topic of (kind, name) or NULL. Lock-free; `len` and `hash` come from
+ * bus__name_check. */
+const struct bus_topic *bus__registry_find(const struct bus_registry *r,
+					   bus_kind kind, const char *name,
+					   size_t len, uint64_t hash);
+
+/*
+ * Adds `h` to the topic (kind, name), creating the topic when needed. When
+ * `single` is set the topic may have only one handler. When h->name is NULL
+ * it gets the default name. On success the registry owns `h`; on failure the
+ * caller still does.
+ */
+int bus__registry_add_handler(struct bus_registry *r, bus_kind kind,
+			      const char *name, size_t len, uint64_t hash,
+			      struct bus_handler *h, int single);
+
+int bus__registry_add_middleware(struct bus_registry *r, bus_middleware_fn fn,
+				 void *udata);
+
+static inline const struct bus_handler_list *
+bus__topic_handlers(const struct bus_topic *t)
+{
+	return atomic_load_explicit(&t->handlers, memory_order_acquire);
+}
+
+static inline const struct bus_middleware_list *
+bus__registry_middleware(const struct bus_registry *r)
+{
+	return atomic_load_explicit(&r->middleware, memory_order_acquire);
+}
+
+#endif
