@@ -1,9 +1,12 @@
 /* Opening and closing a bus, and registration. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core.h"
 #include "error.h"
+#include "loader.h"
 #include "names.h"
 
 const char *bus__kind_name(bus_kind kind)
@@ -16,10 +19,10 @@ const char *bus__kind_name(bus_kind kind)
 	return "message";
 }
 
-/* Splits off the scheme of `url` ("memory" of "memory:"). Only the scheme
- * ever reaches an error message: the rest may hold a password. */
-static int url_scheme(const char *url, char *scheme, size_t size,
-		      const char **rest)
+/* Copies the scheme of `url` ("memory" of "memory:"). Only the scheme ever
+ * reaches an error message: the rest may hold a password. What follows the
+ * scheme is the store's to parse. */
+static int url_scheme(const char *url, char *scheme, size_t size)
 {
 	size_t n = 0;
 	while (url[n] != '\0' && url[n] != ':')
@@ -44,8 +47,31 @@ static int url_scheme(const char *url, char *scheme, size_t size,
 	}
 	memcpy(scheme, url, n);
 	scheme[n] = '\0';
-	*rest = url + n + 1;
 	return 0;
+}
+
+int64_t bus__now_local(const bus *b)
+{
+	if (b->clock)
+		return b->clock(b->clock_udata);
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+void bus_set_clock(bus *b, bus_clock_fn fn, void *udata)
+{
+	if (b == NULL)
+		return;
+	b->clock = fn;
+	b->clock_udata = udata;
+}
+
+int bus_migrate(bus *b)
+{
+	if (b == NULL)
+		return bus__error_set(BUS_EINVAL, "bus is NULL");
+	return bus__store_migrate(&b->store);
 }
 
 int bus_open(bus **out, const char *url)
@@ -60,30 +86,29 @@ int bus_open(bus **out, const char *url)
 	}
 
 	char scheme[32];
-	const char *rest = NULL;
-	int rc = url_scheme(url, scheme, sizeof scheme, &rest);
+	int rc = url_scheme(url, scheme, sizeof scheme);
 	if (rc != 0)
 		return rc;
-	if (strcmp(scheme, "memory") != 0)
-		return bus__error_set(BUS_ENOTFOUND,
-				      "no store for bus URL scheme '%s': this "
-				      "build has only the in-memory store "
-				      "('memory:')",
-				      scheme);
-	if (strcmp(rest, "") != 0 && strcmp(rest, "//") != 0)
-		return bus__error_set(BUS_EINVAL,
-				      "the in-memory bus URL takes nothing after "
-				      "'memory:'");
+	const struct bus_store_ops *ops;
+	rc = bus__loader_find(&ops, scheme);
+	if (rc != 0)
+		return rc;
 
 	bus *b = calloc(1, sizeof *b);
 	if (b == NULL)
 		return bus__error_oom();
+	bus__logger_init(&b->log);
 	rc = bus__registry_init(&b->registry);
 	if (rc != 0) {
 		free(b);
 		return rc;
 	}
-	bus__logger_init(&b->log);
+	rc = bus__store_pool_init(&b->store, ops, url, &b->log);
+	if (rc != 0) {
+		bus__registry_destroy(&b->registry);
+		free(b);
+		return rc;
+	}
 	*out = b;
 	return 0;
 }
@@ -92,6 +117,7 @@ void bus_close(bus *b)
 {
 	if (b == NULL)
 		return;
+	bus__store_pool_destroy(&b->store);
 	bus__registry_destroy(&b->registry);
 	free(b);
 }
@@ -106,6 +132,40 @@ void bus_set_logger(bus *b, bus_log_level min_level, bus_log_fn fn,
 	b->log.level = min_level;
 	b->log.fn = fn ? fn : lg.fn;
 	b->log.udata = fn ? udata : NULL;
+}
+
+/* Durable options only make sense on a durable handler, and a durable event
+ * handler needs a name of its own: its jobs find it by that name. */
+static int check_job_defaults(bus_kind kind, const char *name,
+			      const bus_handler_opts *o)
+{
+	char what[300];
+	snprintf(what, sizeof what, "handler of %s '%s'", bus__kind_name(kind),
+		 name);
+	if (!o->durable) {
+		if (o->queue || o->priority != BUS_UNSET ||
+		    o->max_attempts != BUS_UNSET || o->timeout_ms != 0 ||
+		    o->backoff || o->unique || o->replace)
+			return bus__error_set(BUS_EINVAL,
+					      "%s: job options (queue, priority, "
+					      "...) need durable = 1",
+					      what);
+		return 0;
+	}
+	if (kind == BUS_KIND_QUERY)
+		return bus__error_set(BUS_EINVAL,
+				      "%s: a query cannot be durable (its caller "
+				      "waits for the answer)",
+				      what);
+	if (kind == BUS_KIND_EVENT && o->name == NULL)
+		return bus__error_set(BUS_EINVAL,
+				      "%s: a durable event handler needs a name "
+				      "(bus_handler_opts.name); its jobs are "
+				      "stored with it",
+				      what);
+	return bus__job_defaults_check(what, o->queue, o->priority,
+				       o->max_attempts, o->timeout_ms,
+				       o->unique, o->replace);
 }
 
 static int register_handler(bus *b, bus_kind kind, const char *name,
@@ -135,22 +195,17 @@ static int register_handler(bus *b, bus_kind kind, const char *name,
 	if (hname != NULL &&
 	    (rc = bus__name_check("handler name", hname, &hlen, &hhash)) != 0)
 		return rc;
+	if (opts != NULL && (rc = check_job_defaults(kind, name, opts)) != 0)
+		return rc;
 
-	struct bus_handler *h = calloc(1, sizeof *h);
-	if (h == NULL)
-		return bus__error_oom();
-	if (hname != NULL && (h->name = strdup(hname)) == NULL) {
-		free(h);
-		return bus__error_oom();
-	}
-	h->fn = fn;
-	h->udata = udata;
+	struct bus_handler *h;
+	rc = bus__handler_new(&h, kind, hname, fn, udata, opts);
+	if (rc != 0)
+		return rc;
 	rc = bus__registry_add_handler(&b->registry, kind, name, len, hash, h,
 				       kind != BUS_KIND_EVENT);
-	if (rc != 0) {
-		free(h->name);
-		free(h);
-	}
+	if (rc != 0)
+		bus__handler_free(h);
 	return rc;
 }
 

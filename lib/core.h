@@ -5,11 +5,25 @@
 #include "bus/bus.h"
 #include "log.h"
 #include "registry.h"
+#include "store.h"
 
 struct bus {
 	struct bus_registry registry;
 	struct bus_logger log;
+	struct bus_store_pool store;
+	bus_clock_fn clock; /* NULL: the store's clock */
+	void *clock_udata;
 };
+
+/* The `now` for store operations: the bus's clock, or 0 (the store's). */
+static inline int64_t bus__now(const bus *b)
+{
+	return b->clock ? b->clock(b->clock_udata) : 0;
+}
+
+/* The time for decisions the core makes itself (unique period buckets):
+ * the bus's clock, or this machine's. */
+int64_t bus__now_local(const bus *b);
 
 /* "event", "command" or "query". */
 const char *bus__kind_name(bus_kind kind);

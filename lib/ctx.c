@@ -35,7 +35,8 @@ static int take_id(struct bus_message *m, cJSON *obj, const char *key,
 	return 0;
 }
 
-static int parse_meta(struct bus_message *m, const char *meta)
+static int parse_meta(struct bus_message *m, const char *meta,
+		      int from_job)
 {
 	size_t len;
 	struct bus_json_error jerr;
@@ -60,6 +61,10 @@ static int parse_meta(struct bus_message *m, const char *meta)
 	if (rc == 0)
 		rc = take_id(m, obj, "causation_id", &m->causation_id,
 			     &m->has_causation);
+	/* A job's meta also carries the id of the message that made it; for
+	 * a caller's metadata, "message_id" is just another free key. */
+	if (rc == 0 && from_job)
+		rc = take_id(m, obj, "message_id", &m->id, NULL);
 	if (rc == 0 && (m->meta_owned = cJSON_PrintUnformatted(obj)) == NULL)
 		rc = bus__error_oom();
 	if (rc != 0) {
@@ -118,8 +123,19 @@ int bus__message_init(struct bus_message *m, bus *b,
 			m->deadline_ns = deadline;
 	}
 	if (opts->meta != NULL)
-		return parse_meta(m, opts->meta);
+		return parse_meta(m, opts->meta, 0);
 	return 0;
+}
+
+int bus__message_from_job(struct bus_message *m, bus *b, const bus_job *job,
+			  bus_kind kind, int64_t deadline_ns)
+{
+	int rc = bus__message_init(m, b, NULL, kind, job->kind, job->payload,
+				   strlen(job->payload), NULL);
+	m->deadline_ns = deadline_ns;
+	if (rc == 0 && job->meta != NULL)
+		rc = parse_meta(m, job->meta, 1);
+	return rc;
 }
 
 void bus__message_fini(struct bus_message *m)
@@ -229,13 +245,16 @@ int64_t bus_ctx_remaining_ms(const bus_ctx *ctx)
 	if (deadline == 0)
 		return INT64_MAX;
 	int64_t left = deadline - bus__mono_ns();
-	/* Round towards zero, so that "0 or less" means the deadline passed
-	 * only once it really has. */
+	/* Round a positive remainder up, so that "0 or less" means the
+	 * deadline has really passed. */
 	return left > 0 ? (left + 999999) / 1000000 : left / 1000000;
 }
 
 int bus_ctx_expired(const bus_ctx *ctx)
 {
+	if (ctx->abort != NULL &&
+	    atomic_load_explicit(ctx->abort, memory_order_relaxed))
+		return 1;
 	int64_t deadline = ctx->msg->deadline_ns;
 	return deadline != 0 && bus__mono_ns() >= deadline;
 }
@@ -286,4 +305,50 @@ int bus_ctx_fail(bus_ctx *ctx, const char *fmt, ...)
 const char *bus_ctx_error(const bus_ctx *ctx)
 {
 	return ctx->error;
+}
+
+const bus_job *bus_ctx_job(const bus_ctx *ctx)
+{
+	return ctx->job;
+}
+
+static int not_durable(const bus_ctx *ctx, const char *what)
+{
+	return bus__error_set(BUS_ESTATE,
+			      "%s: %s '%s' is not running as a durable job",
+			      what, bus__kind_name(ctx->msg->kind),
+			      ctx->msg->name);
+}
+
+int bus_ctx_snooze(bus_ctx *ctx, int64_t seconds)
+{
+	if (ctx->job == NULL)
+		return not_durable(ctx, "bus_ctx_snooze");
+	if (seconds < 0)
+		return bus__error_set(BUS_EINVAL,
+				      "bus_ctx_snooze: %lld seconds is negative",
+				      (long long)seconds);
+	ctx->snooze_s = seconds;
+	free(ctx->error);
+	ctx->error = NULL;
+	if (asprintf(&ctx->error, "snoozed for %llds", (long long)seconds) < 0)
+		ctx->error = NULL;
+	return bus__error_set(BUS_ESNOOZE, "snoozed for %llds",
+			      (long long)seconds);
+}
+
+int bus_ctx_cancel(bus_ctx *ctx, const char *fmt, ...)
+{
+	if (ctx->job == NULL)
+		return not_durable(ctx, "bus_ctx_cancel");
+	char *text = NULL;
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vasprintf(&text, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return bus__error_oom();
+	free(ctx->error);
+	ctx->error = text;
+	return bus__error_set(BUS_ECANCEL, "%s", text);
 }

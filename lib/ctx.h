@@ -9,6 +9,7 @@
 #ifndef BUS_LIB_CTX_H
 #define BUS_LIB_CTX_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -54,6 +55,15 @@ struct bus_ctx {
 	const struct bus_handler *handler;
 	char *result; /* owned */
 	char *error;  /* owned */
+	const bus_job *job; /* a durable call's job (not owned), else NULL */
+	int64_t snooze_s;   /* set by bus_ctx_snooze */
+	/* When set, the innermost step of the chain calls this instead of the
+	 * handler: process isolation hands the job to a child there. */
+	int (*invoke)(bus_ctx *ctx, void *arg);
+	void *invoke_arg;
+	/* A worker sets this non-zero when the job must stop (cancelled, lease
+	 * lost, shutdown past its grace): bus_ctx_expired then says so. */
+	const atomic_int *abort;
 };
 
 struct bus_next {
@@ -71,5 +81,16 @@ int bus__message_init(struct bus_message *m, bus *b,
 		      const char *name, const char *payload,
 		      size_t payload_len, const bus_dispatch_opts *opts);
 void bus__message_fini(struct bus_message *m);
+
+/* Fills `m` for running `job`: its kind, payload, and the ids and free keys
+ * stored in its meta; `deadline_ns` (CLOCK_MONOTONIC, 0: none). */
+int bus__message_from_job(struct bus_message *m, bus *b, const bus_job *job,
+			  bus_kind kind, int64_t deadline_ns);
+
+/* Runs the middleware chain `mw` (may be NULL) around the handler of ctx. */
+int bus__run_chain(bus_ctx *ctx, const struct bus_middleware_list *mw);
+/* The innermost step alone: the handler (or ctx->invoke), without
+ * middleware. A failure always leaves a message in ctx->error. */
+int bus__invoke_handler(bus_ctx *ctx);
 
 #endif

@@ -9,16 +9,18 @@
 #include "core.h"
 #include "ctx.h"
 #include "error.h"
+#include "enqueue.h"
 #include "json_check.h"
 #include "names.h"
 
 /* The innermost step: the handler itself. A failure always leaves a message
  * in ctx->error, so that middleware around it can report it. */
-static int invoke_handler(bus_ctx *ctx)
+int bus__invoke_handler(bus_ctx *ctx)
 {
 	const struct bus_handler *h = ctx->handler;
 	bus__error_reset();
-	int rc = h->fn(ctx, h->udata);
+	int rc = ctx->invoke ? ctx->invoke(ctx, ctx->invoke_arg)
+			     : h->fn(ctx, h->udata);
 	if (rc == 0)
 		return 0;
 	if (rc > 0) {
@@ -42,10 +44,15 @@ static int run_from(bus_ctx *ctx, const struct bus_middleware_list *mw,
 		    size_t index)
 {
 	if (mw == NULL || index >= mw->n)
-		return invoke_handler(ctx);
+		return bus__invoke_handler(ctx);
 	bus_next next = { ctx, mw, index + 1, 0 };
 	int rc = mw->items[index].fn(ctx, &next, mw->items[index].udata);
 	return rc > 0 ? BUS_EHANDLER : rc;
+}
+
+int bus__run_chain(bus_ctx *ctx, const struct bus_middleware_list *mw)
+{
+	return run_from(ctx, mw, 0);
 }
 
 int bus_next_call(bus_next *next)
@@ -115,6 +122,19 @@ static int report_failure(const struct bus_message *m, const char *handler,
 			      m->name, handler, why);
 }
 
+/* The result of a durable command: the job it became. */
+static int job_result(char **result, const bus_enqueue_result *res)
+{
+	static const char *const status[] = { "inserted", "replaced",
+					      "duplicate" };
+	if (asprintf(result, "{\"job_id\":%lld,\"status\":\"%s\"}",
+		     (long long)res->id, status[res->status]) < 0) {
+		*result = NULL;
+		return bus__error_oom();
+	}
+	return 0;
+}
+
 static int dispatch(bus_publish_result *out, char **result, bus *b,
 		    const struct bus_message *parent, bus_kind kind,
 		    const char *name, const char *payload,
@@ -123,7 +143,7 @@ static int dispatch(bus_publish_result *out, char **result, bus *b,
 	if (result != NULL)
 		*result = NULL;
 	if (out != NULL)
-		out->handlers = out->failed = 0;
+		out->handlers = out->failed = out->jobs = 0;
 	if (b == NULL)
 		return bus__error_set(BUS_EINVAL, "bus is NULL");
 
@@ -178,24 +198,34 @@ static int dispatch(bus_publish_result *out, char **result, bus *b,
 	int first_rc = 0;
 	char *first_why = NULL;
 	const char *first_handler = NULL;
-	size_t ran = 0, failed = 0;
+	size_t ran = 0, failed = 0, n_durable = 0;
+	const struct bus_handler *stack_durable[8];
+	const struct bus_handler **durable = stack_durable;
 
 	for (size_t i = 0; i < handlers->n; i++) {
 		const struct bus_handler *h = handlers->items[i];
-		if (msg.deadline_ns != 0 && bus__mono_ns() >= msg.deadline_ns) {
-			free(first_why);
-			bus__message_fini(&msg);
-			if (out != NULL) {
-				out->handlers = ran;
-				out->failed = failed;
+		if (h->durable) {
+			/* Stored after the in-process handlers succeed. */
+			if (n_durable == 8 && durable == stack_durable) {
+				durable = malloc(handlers->n * sizeof *durable);
+				if (durable == NULL) {
+					rc = bus__error_oom();
+					break;
+				}
+				memcpy(durable, stack_durable,
+				       sizeof stack_durable);
 			}
-			return bus__error_set(BUS_ETIMEOUT,
-					      "deadline passed before handler "
-					      "'%s' of %s '%s' ran",
-					      h->name, bus__kind_name(kind),
-					      name);
+			durable[n_durable++] = h;
+			continue;
 		}
-		bus_ctx ctx = { &msg, h, NULL, NULL };
+		if (msg.deadline_ns != 0 && bus__mono_ns() >= msg.deadline_ns) {
+			rc = bus__error_set(BUS_ETIMEOUT,
+					    "deadline passed before handler "
+					    "'%s' of %s '%s' ran",
+					    h->name, bus__kind_name(kind), name);
+			break;
+		}
+		bus_ctx ctx = { &msg, h, NULL, NULL, NULL, 0, NULL, NULL, NULL };
 		rc = run_from(&ctx, mw, 0);
 		ran++;
 		if (rc == 0) {
@@ -215,18 +245,33 @@ static int dispatch(bus_publish_result *out, char **result, bus *b,
 		} else {
 			free(ctx.error);
 		}
+		rc = 0;
 		if (!run_all)
 			break;
 	}
 
+	/* rc is set here only when the loop itself stopped (deadline, memory):
+	 * that error is already recorded. */
+	if (rc == 0 && first_rc != 0)
+		rc = report_failure(&msg, first_handler, first_rc, first_why,
+				    failed, ran, run_all);
+	if ((rc == 0 || (run_all && first_rc != 0)) && n_durable > 0) {
+		bus_enqueue_result res;
+		int jrc = bus__enqueue_for_message(b, &msg, durable, n_durable,
+						   n_durable == 1 ? &res : NULL);
+		if (jrc == 0 && out != NULL)
+			out->jobs = n_durable;
+		if (jrc == 0 && kind != BUS_KIND_EVENT && result != NULL)
+			jrc = job_result(result, &res);
+		if (rc == 0)
+			rc = jrc;
+	}
 	if (out != NULL) {
 		out->handlers = ran;
 		out->failed = failed;
 	}
-	rc = 0;
-	if (first_rc != 0)
-		rc = report_failure(&msg, first_handler, first_rc, first_why,
-				    failed, ran, run_all);
+	if (durable != stack_durable)
+		free(durable);
 	free(first_why);
 	bus__message_fini(&msg);
 	return rc;
@@ -258,7 +303,7 @@ static int no_ctx(char **result, bus_publish_result *out)
 	if (result != NULL)
 		*result = NULL;
 	if (out != NULL)
-		out->handlers = out->failed = 0;
+		out->handlers = out->failed = out->jobs = 0;
 	return bus__error_set(BUS_EINVAL, "context is NULL");
 }
 

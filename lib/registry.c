@@ -6,35 +6,33 @@
 #include "error.h"
 #include "registry.h"
 
-/* A block that a reader may still see; freed at destroy. */
-struct bus_retired {
-	struct bus_retired *next;
-	void *block;
-};
-
-static int retire(struct bus_registry *r, void *block)
-{
-	struct bus_retired *node = malloc(sizeof *node);
-	if (node == NULL)
-		return bus__error_oom();
-	node->block = block;
-	node->next = r->retired;
-	r->retired = node;
-	return 0;
-}
-
 int bus__registry_init(struct bus_registry *r)
 {
 	memset(r, 0, sizeof *r);
 	int rc = bus__strmap_init(&r->topics);
 	if (rc != 0)
 		return rc;
+	rc = bus__strmap_init(&r->durable);
+	if (rc != 0) {
+		bus__strmap_destroy(&r->topics);
+		return rc;
+	}
 	if (pthread_mutex_init(&r->lock, NULL) != 0) {
 		bus__strmap_destroy(&r->topics);
+		bus__strmap_destroy(&r->durable);
 		return bus__error_set(BUS_ERROR, "cannot create a mutex");
 	}
 	atomic_init(&r->middleware, NULL);
 	return 0;
+}
+
+const struct bus_handler *bus__registry_find_durable(
+	const struct bus_registry *r, const char *name)
+{
+	size_t len = strlen(name);
+	struct bus_strmap_key *k = bus__strmap_find(
+		&r->durable, 0, name, len, bus__name_hash(name, len));
+	return k ? (const struct bus_handler *)k : NULL;
 }
 
 const struct bus_topic *bus__registry_find(const struct bus_registry *r,
@@ -82,7 +80,7 @@ static int add_handler_locked(struct bus_registry *r, bus_kind kind,
 	struct bus_topic *topic = topic_get_or_add(r, kind, name, len, hash);
 	if (topic == NULL)
 		return bus__error_code();
-	const struct bus_handler_list *old =
+	struct bus_handler_list *old = (struct bus_handler_list *)
 		atomic_load_explicit(&topic->handlers, memory_order_relaxed);
 	size_t n = old ? old->n : 0;
 
@@ -95,39 +93,64 @@ static int add_handler_locked(struct bus_registry *r, bus_kind kind,
 	char *default_name = NULL;
 	if (h->name == NULL) {
 		int w = single ? asprintf(&default_name, "%s", topic->key.name)
-			       : asprintf(&default_name, "%s#%zu", topic->key.name,
-					  n + 1);
+			       : asprintf(&default_name, "%s#%zu",
+					  topic->key.name, n + 1);
 		if (w < 0)
 			return bus__error_oom();
 	}
 	const char *hname = h->name ? h->name : default_name;
-	for (size_t i = 0; i < n; i++) {
-		if (strcmp(old->items[i]->name, hname) == 0) {
-			int rc = bus__error_set(
+	int rc = 0;
+	for (size_t i = 0; i < n && rc == 0; i++)
+		if (strcmp(old->items[i]->name, hname) == 0)
+			rc = bus__error_set(
 				BUS_EEXISTS,
 				"%s '%s' already has a handler named '%s'",
 				bus__kind_name(kind), topic->key.name, hname);
-			free(default_name);
-			return rc;
-		}
+	const struct bus_handler *other =
+		h->durable ? bus__registry_find_durable(r, hname) : NULL;
+	if (rc == 0 && other != NULL)
+		rc = bus__error_set(BUS_EEXISTS,
+				    "durable handler name '%s' is taken by a "
+				    "handler of %s '%s' (jobs find their handler "
+				    "by name)",
+				    hname, bus__kind_name(other->kind),
+				    other->message);
+	struct bus_handler_list *list = NULL;
+	if (rc == 0) {
+		list = malloc(sizeof *list + (n + 1) * sizeof list->items[0]);
+		if (list == NULL)
+			rc = bus__error_oom();
 	}
-
-	struct bus_handler_list *list =
-		malloc(sizeof *list + (n + 1) * sizeof list->items[0]);
-	if (list == NULL || (old != NULL && retire(r, (void *)old) != 0)) {
+	if (rc == 0 && h->durable) {
+		/* The last step that can fail: nothing is published before. */
+		h->durable_key = (struct bus_strmap_key){
+			bus__name_hash(hname, strlen(hname)), 0, strlen(hname),
+			hname
+		};
+		rc = bus__strmap_add(&r->durable, &h->durable_key);
+	}
+	if (rc != 0) {
 		free(list);
 		free(default_name);
-		return bus__error_oom();
+		return rc;
 	}
-	if (n > 0)
-		memcpy(list->items, old->items, n * sizeof list->items[0]);
+
 	if (default_name != NULL)
 		h->name = default_name;
 	h->name_len = strlen(h->name);
 	h->name_hash = bus__name_hash(h->name, h->name_len);
+	h->kind = kind;
+	h->message = topic->key.name;
+	if (n > 0)
+		memcpy(list->items, old->items, n * sizeof list->items[0]);
 	list->items[n] = h;
 	list->n = n + 1;
+	list->retired_next = NULL;
 	atomic_store_explicit(&topic->handlers, list, memory_order_release);
+	if (old != NULL) {
+		old->retired_next = r->retired_handlers;
+		r->retired_handlers = old;
+	}
 	return 0;
 }
 
@@ -145,27 +168,28 @@ int bus__registry_add_middleware(struct bus_registry *r, bus_middleware_fn fn,
 				 void *udata)
 {
 	pthread_mutex_lock(&r->lock);
-	const struct bus_middleware_list *old =
+	struct bus_middleware_list *old = (struct bus_middleware_list *)
 		atomic_load_explicit(&r->middleware, memory_order_relaxed);
 	size_t n = old ? old->n : 0;
 	struct bus_middleware_list *list =
 		malloc(sizeof *list + (n + 1) * sizeof list->items[0]);
-	int rc = 0;
-	if (list == NULL || (old != NULL && retire(r, (void *)old) != 0)) {
-		free(list);
-		rc = bus__error_oom();
-	} else {
-		if (n > 0)
-			memcpy(list->items, old->items,
-			       n * sizeof list->items[0]);
-		list->items[n].fn = fn;
-		list->items[n].udata = udata;
-		list->n = n + 1;
-		atomic_store_explicit(&r->middleware, list,
-				      memory_order_release);
+	if (list == NULL) {
+		pthread_mutex_unlock(&r->lock);
+		return bus__error_oom();
+	}
+	if (n > 0)
+		memcpy(list->items, old->items, n * sizeof list->items[0]);
+	list->items[n].fn = fn;
+	list->items[n].udata = udata;
+	list->n = n + 1;
+	list->retired_next = NULL;
+	atomic_store_explicit(&r->middleware, list, memory_order_release);
+	if (old != NULL) {
+		old->retired_next = r->retired_middleware;
+		r->retired_middleware = old;
 	}
 	pthread_mutex_unlock(&r->lock);
-	return rc;
+	return 0;
 }
 
 static int free_topic(struct bus_strmap_key *key, void *udata)
@@ -174,10 +198,8 @@ static int free_topic(struct bus_strmap_key *key, void *udata)
 	struct bus_topic *topic = (struct bus_topic *)key;
 	const struct bus_handler_list *list =
 		atomic_load_explicit(&topic->handlers, memory_order_relaxed);
-	for (size_t j = 0; list != NULL && j < list->n; j++) {
-		free(list->items[j]->name);
-		free(list->items[j]);
-	}
+	for (size_t j = 0; list != NULL && j < list->n; j++)
+		bus__handler_free(list->items[j]);
 	free((void *)list);
 	free((char *)topic->key.name);
 	free(topic);
@@ -188,12 +210,18 @@ void bus__registry_destroy(struct bus_registry *r)
 {
 	bus__strmap_foreach(&r->topics, free_topic, NULL);
 	bus__strmap_destroy(&r->topics);
+	bus__strmap_destroy(&r->durable);
 	free((void *)atomic_load_explicit(&r->middleware, memory_order_relaxed));
-	while (r->retired != NULL) {
-		struct bus_retired *next = r->retired->next;
-		free(r->retired->block);
-		free(r->retired);
-		r->retired = next;
+	while (r->retired_handlers != NULL) {
+		struct bus_handler_list *next = r->retired_handlers->retired_next;
+		free(r->retired_handlers);
+		r->retired_handlers = next;
+	}
+	while (r->retired_middleware != NULL) {
+		struct bus_middleware_list *next =
+			r->retired_middleware->retired_next;
+		free(r->retired_middleware);
+		r->retired_middleware = next;
 	}
 	pthread_mutex_destroy(&r->lock);
 }

@@ -20,15 +20,50 @@
 #include "bus/bus.h"
 #include "strmap.h"
 
+/* The defaults of a durable handler's jobs (bus_handler_opts), deep-copied. */
+struct bus_job_defaults {
+	char *queue; /* owned; NULL: "default" */
+	int priority;
+	int max_attempts;
+	int64_t timeout_ms;
+	bus_backoff_fn backoff;
+	void *backoff_udata;
+	bus_unique_opts *unique;   /* owned, payload_keys too; NULL: none */
+	bus_replace_opts *replace; /* owned; NULL: none */
+};
+
 struct bus_handler {
+	struct bus_strmap_key durable_key; /* in the durable map; name aliased */
 	char *name; /* owned */
 	size_t name_len;
 	uint64_t name_hash; /* for lookups keyed by handler (metrics) */
+	bus_kind kind;
+	const char *message; /* the topic's name (owned by the topic) */
 	bus_handler_fn fn;
 	void *udata; /* the application's */
+	int durable;
+	struct bus_job_defaults job;
 };
 
+/* A handler from registration options (names checked by the caller); the
+ * caller owns *out until the registry takes it. */
+int bus__handler_new(struct bus_handler **out, bus_kind kind,
+		     const char *name, bus_handler_fn fn, void *udata,
+		     const bus_handler_opts *opts);
+void bus__handler_free(struct bus_handler *h);
+
+/* Checks job options that a handler or an enqueue sets; BUS_EINVAL names
+ * what is wrong, after `what` ("handler 'x'", "job of command 'y'"). */
+int bus__job_defaults_check(const char *what, const char *queue,
+			    int priority, int max_attempts, int64_t timeout_ms,
+			    const bus_unique_opts *unique,
+			    const bus_replace_opts *replace);
+
+/* Frees a copy of unique options made by the registry. */
+void bus__unique_free(bus_unique_opts *u);
+
 struct bus_handler_list {
+	struct bus_handler_list *retired_next; /* once replaced */
 	size_t n;
 	struct bus_handler *items[];
 };
@@ -45,17 +80,19 @@ struct bus_middleware {
 };
 
 struct bus_middleware_list {
+	struct bus_middleware_list *retired_next; /* once replaced */
 	size_t n;
 	struct bus_middleware items[];
 };
 
-struct bus_retired;
-
 struct bus_registry {
 	pthread_mutex_t lock; /* serialises writers only */
 	struct bus_strmap topics;
+	struct bus_strmap durable; /* durable handlers by handler name */
 	_Atomic(const struct bus_middleware_list *) middleware;
-	struct bus_retired *retired;
+	/* Replaced lists, freed at destroy: a dispatch may still walk them. */
+	struct bus_handler_list *retired_handlers;
+	struct bus_middleware_list *retired_middleware;
 };
 
 int bus__registry_init(struct bus_registry *r);
@@ -77,6 +114,10 @@ const struct bus_topic *bus__registry_find(const struct bus_registry *r,
 int bus__registry_add_handler(struct bus_registry *r, bus_kind kind,
 			      const char *name, size_t len, uint64_t hash,
 			      struct bus_handler *h, int single);
+
+/* The durable handler named `name` (any message), or NULL. Lock-free. */
+const struct bus_handler *bus__registry_find_durable(
+	const struct bus_registry *r, const char *name);
 
 int bus__registry_add_middleware(struct bus_registry *r, bus_middleware_fn fn,
 				 void *udata);

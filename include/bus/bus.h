@@ -55,6 +55,9 @@ enum bus_error_code {
 	BUS_EHANDLER = -7,  /* a handler reported failure (bus_ctx_fail) */
 	BUS_ESTATE = -8,    /* not allowed in the current state */
 	BUS_EBACKEND = -9,  /* the storage backend failed */
+	BUS_ESCHEMA = -10,  /* the store's schema is missing or old: migrate */
+	BUS_ESNOOZE = -11,  /* a durable handler asked to run again later */
+	BUS_ECANCEL = -12,  /* a durable handler cancelled its job */
 };
 
 /* The last failure on this thread. Never NULL: without a failure, code is 0
@@ -81,19 +84,29 @@ BUS_EXTERN const char *bus_version(void);
 typedef struct bus bus;
 typedef struct bus_ctx bus_ctx;
 
+#include "job.h" /* durable jobs */
+
 /*
  * Opens a bus on the store named by `url`:
  *   NULL       the value of $BUS_URL, or "memory:" when that is unset;
  *   "memory:"  the in-memory bus (also "memory://"): nothing to set up.
- * A URL whose scheme this build has no store for is BUS_ENOTFOUND; a URL
- * that is not `scheme:rest` is BUS_EINVAL. Error messages never contain the
- * URL's password. The caller owns *out and frees it with bus_close.
+ *   "mysql://...", "postgres://..."  a store plug-in, loaded from
+ *              $(pkglibdir)/<scheme>.so or $BUS_BACKEND_DIR/<scheme>.so.
+ * A URL whose scheme has no store is BUS_ENOTFOUND, naming the file looked
+ * for; a plug-in that does not load or fits another ABI is BUS_EBACKEND
+ * saying why; a URL that is not `scheme:rest` is BUS_EINVAL. Error messages
+ * never contain the URL's password. The caller owns *out: bus_close.
  */
 BUS_EXTERN int bus_open(bus **out, const char *url);
 
 /* Closes the bus and frees everything it owns. NULL is fine. No dispatch may
- * be running on it. */
+ * be running on it, and its workers must have been freed. */
 BUS_EXTERN void bus_close(bus *b);
+
+/* Creates or updates the store's schema (nothing to do for memory:).
+ * Idempotent, and safe when several nodes migrate at once. A store whose
+ * schema is missing or old makes job calls fail with BUS_ESCHEMA. */
+BUS_EXTERN int bus_migrate(bus *b);
 
 /* ------------------------------------------------------------------------ */
 /* Logging                                                                   */
@@ -145,10 +158,25 @@ typedef struct bus_handler_opts {
 	 * message's name for commands and queries, "<event>#<n>" (n counting
 	 * from 1 in registration order) for event handlers. */
 	const char *name;
+
+	/* Durable: each call becomes a job, stored and run by a worker
+	 * (bus/worker.h) instead of in the dispatching thread. The fields below
+	 * are the defaults of its jobs; bus_job_opts may override them. */
+	int durable;
+	const char *queue;    /* NULL: "default" */
+	int priority;         /* BUS_UNSET: 0; smaller runs first */
+	int max_attempts;     /* BUS_UNSET: 3 */
+	int64_t timeout_ms;   /* 0: none */
+	bus_backoff_fn backoff; /* NULL: the default */
+	void *backoff_udata;
+	const bus_unique_opts *unique;   /* copied; NULL: not unique */
+	const bus_replace_opts *replace; /* copied; NULL: never replace */
 } bus_handler_opts;
 
 #define BUS_HANDLER_OPTS_VERSION 1
-#define BUS_HANDLER_OPTS_INIT { BUS_HANDLER_OPTS_VERSION, NULL }
+#define BUS_HANDLER_OPTS_INIT                                                  \
+	{ BUS_HANDLER_OPTS_VERSION, NULL, 0, NULL, BUS_UNSET, BUS_UNSET, 0,      \
+	  NULL, NULL, NULL, NULL }
 
 /*
  * Names of events, commands, queries and handlers are 1 to 255 bytes of
@@ -199,8 +227,9 @@ typedef struct bus_dispatch_opts {
 #define BUS_DISPATCH_OPTS_INIT { BUS_DISPATCH_OPTS_VERSION, NULL, NULL, 0, 0 }
 
 typedef struct bus_publish_result {
-	size_t handlers; /* handlers that ran */
+	size_t handlers; /* in-process handlers that ran */
 	size_t failed;   /* of those, how many failed */
+	size_t jobs;     /* jobs stored for durable handlers */
 } bus_publish_result;
 
 /*
@@ -210,11 +239,13 @@ typedef struct bus_publish_result {
  */
 
 /*
- * Publishes an event: runs its handlers in registration order. Stops at the
- * first failure and returns that handler's code, unless BUS_PUBLISH_RUN_ALL
- * is set, in which case all run and the result is BUS_EHANDLER when any
- * failed (bus_error_last() tells the first). An event without handlers is not
- * an error. `out` (may be NULL) tells how many ran and failed.
+ * Publishes an event: runs its in-process handlers in registration order.
+ * Stops at the first failure and returns that handler's code, unless
+ * BUS_PUBLISH_RUN_ALL is set, in which case all run and the result is
+ * BUS_EHANDLER when any failed (bus_error_last() tells the first). Then,
+ * unless a handler failed and stopped it, stores one job per durable handler,
+ * all in one atomic insert. An event without handlers is not an error.
+ * `out` (may be NULL) tells how many ran, failed and were stored.
  * `opts` may be NULL.
  */
 BUS_EXTERN int bus_publish(bus_publish_result *out, bus *b, const char *event,
@@ -224,7 +255,8 @@ BUS_EXTERN int bus_publish(bus_publish_result *out, bus *b, const char *event,
  * Sends a command to its handler, or asks a query of its handler, and hands
  * back the handler's result in *result (JSON text the caller frees with
  * bus_free; NULL when the handler set none). `result` may be NULL. No handler
- * is BUS_ENOTFOUND.
+ * is BUS_ENOTFOUND. A durable command is stored as a job instead, and the
+ * result is {"job_id":N,"status":"inserted"|"replaced"|"duplicate"}.
  */
 BUS_EXTERN int bus_send(char **result, bus *b, const char *command,
 			const char *payload, const bus_dispatch_opts *opts);
@@ -275,7 +307,9 @@ BUS_EXTERN const struct cJSON *bus_ctx_meta_json(bus_ctx *ctx);
 BUS_EXTERN void *bus_ctx_user(const bus_ctx *ctx);
 
 /* Milliseconds until the deadline (INT64_MAX without one; 0 or less once it
- * has passed), and whether it has passed. Long handlers check it. */
+ * has passed), and whether it has passed. Long handlers check it. For a
+ * durable job, bus_ctx_expired also turns true when the job must stop early:
+ * it was cancelled, its lease was lost, or its worker is shutting down. */
 BUS_EXTERN int64_t bus_ctx_remaining_ms(const bus_ctx *ctx);
 BUS_EXTERN int bus_ctx_expired(const bus_ctx *ctx);
 
@@ -348,6 +382,8 @@ BUS_EXTERN int bus_metrics_foreach(const bus_metrics *m,
 					     const bus_metrics_stats *stats,
 					     void *udata),
 				   void *udata);
+
+#include "worker.h" /* workers that run durable jobs */
 
 #ifdef __cplusplus
 }

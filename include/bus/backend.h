@@ -1,0 +1,188 @@
+/*
+ * libbus storage plug-in interface.
+ *
+ * A store is a shared object ("<scheme>.so" in the backend directory) that
+ * exports one symbol, bus_backend_entry, returning its operations. The core
+ * owns policy (backoff, attempt limits, unique keys, what a replace may
+ * change, when a lease has expired, what a rescued job becomes); a backend
+ * turns each call into one atomic step in its storage and decides nothing.
+ * All stores therefore behave alike, and one contract suite tests them all.
+ *
+ * Rules for every operation:
+ *  - `s` is one connection; the core never uses one from two threads at once
+ *    (unless the store sets BUS_STORE_SHARED) and never in a forked child.
+ *  - `now` is the time (microseconds since the epoch) to compare and stamp
+ *    with; 0 means the store's own clock (NOW(6), now()).
+ *  - Returns 0 or a negative BUS_E* code, having called env->error() with a
+ *    message that says what failed. Messages never contain a password.
+ *  - Arrays and strings handed to the core (bus_job rows, counts) are
+ *    allocated with malloc; the core frees them with free (bus_job_free).
+ *  - Operations are append-only: a new ABI version only adds members at the
+ *    end of struct bus_store_ops.
+ */
+#ifndef BUS_BACKEND_H
+#define BUS_BACKEND_H
+
+#include "bus.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define BUS_STORE_ABI_VERSION 1
+
+typedef struct bus_store bus_store; /* the backend's connection */
+
+/* What the core lends a backend, which cannot link against its internals. */
+typedef struct bus_store_env {
+	uint32_t abi_version;
+	/* Records a failure for bus_error_last() and returns `code`. */
+	int (*error)(int code, const char *fmt, ...) BUS_PRINTF(2, 3);
+	/* Logs through the bus's logger. */
+	void (*log)(void *log_udata, bus_log_level level, const char *fmt, ...)
+		BUS_PRINTF(3, 4);
+	void *log_udata;
+} bus_store_env;
+
+/* A job to insert. */
+typedef struct bus_store_new_job {
+	const char *kind;
+	const char *handler;
+	const char *queue;
+	int priority;
+	const char *payload; /* valid JSON */
+	const char *meta;    /* JSON object */
+	const char *tags;    /* JSON array of strings */
+	int max_attempts;
+	int64_t timeout_ms;
+	/* scheduled_at = this when non-zero, else now + delay_us. The state is
+	 * available when scheduled_at <= now, else scheduled. */
+	int64_t scheduled_at;
+	int64_t delay_us;
+	/* Uniqueness. With a key, the store guarantees that at most one job
+	 * holds it among jobs whose state is in their own unique_states: on a
+	 * conflict nothing is inserted, and the existing job is updated with
+	 * the fields replace[existing state] allows (status BUS_REPLACED; when
+	 * scheduled_at changes on an available or scheduled job, its state
+	 * follows), or left alone (BUS_DUPLICATE) when that is 0 or replace is
+	 * NULL. The result's id is the existing job's. */
+	const char *unique_key; /* 64 hex digits, or NULL */
+	unsigned unique_states; /* BUS_STATE_BIT set */
+	const unsigned *replace; /* [BUS_JOB_STATE_COUNT] BUS_REPLACE_*, or NULL */
+} bus_store_new_job;
+
+typedef struct bus_store_claim {
+	const char *queue;
+	size_t limit; /* at most this many from this queue */
+} bus_store_claim;
+
+/* An outcome to record for a claimed job. */
+typedef struct bus_store_finish {
+	int64_t id;
+	/* Guard: applied only while the job is executing, attempted_by = node
+	 * and attempt = attempt (and, with only_if_expired, lease_until < now),
+	 * so that a worker that lost a job cannot overwrite its new fate. */
+	const char *node;
+	int attempt;
+	int only_if_expired;
+	/* completed, retryable, discarded, cancelled, scheduled (snooze) or
+	 * available (given back). */
+	bus_job_state state;
+	/* For retryable, scheduled and available: scheduled_at = now + delay_us;
+	 * negative: leave scheduled_at as it is. */
+	int64_t delay_us;
+	/* Appended to errors as {"attempt":attempt,"at":now,"error":error};
+	 * NULL: nothing appended. */
+	const char *error;
+	/* attempt = attempt - 1 (a snooze or a give-back spends no attempt). */
+	int refund_attempt;
+} bus_store_finish;
+
+/*
+ * Every state change also keeps these invariants, in the same atomic step:
+ * finished_at is set when the new state is completed, cancelled or
+ * discarded (and cleared otherwise); lease_until is cleared when the state
+ * is not executing; unique_key is cleared when the new state is not in the
+ * job's unique_states (it is never set again).
+ */
+
+/* The store may be used by many threads at once through one instance (the
+ * core then opens only one). */
+#define BUS_STORE_SHARED (1u << 0)
+
+struct bus_store_ops {
+	uint32_t abi_version; /* BUS_STORE_ABI_VERSION the backend was built for */
+	const char *name;     /* "mysql", ... */
+	uint32_t flags;       /* BUS_STORE_* */
+
+	/* Opens a connection for `url` (the whole URL, scheme included). */
+	int (*open)(bus_store **out, const char *url, const bus_store_env *env);
+	void (*close)(bus_store *s);
+
+	/* BUS_ESCHEMA, saying how to migrate, when the schema is missing or
+	 * older than this backend needs. */
+	int (*schema_check)(bus_store *s);
+	/* Applies what is missing of the schema; idempotent; safe when several
+	 * nodes migrate at once. */
+	int (*migrate)(bus_store *s);
+
+	/* Inserts `n` jobs atomically (all or none); results[i] for jobs[i]. */
+	int (*insert)(bus_store *s, int64_t now, const bus_store_new_job *jobs,
+		      size_t n, bus_enqueue_result *results);
+
+	/*
+	 * Claims due jobs: for each queue that is not paused, up to its limit of
+	 * jobs that are available, or scheduled or retryable with
+	 * scheduled_at <= now, in order of priority, scheduled_at, id. Each
+	 * becomes executing with attempt + 1, attempted_at = now, attempted_by =
+	 * node and lease_until = now + lease_us, and is returned as it is after
+	 * the claim. Concurrent claims never return the same job.
+	 */
+	int (*claim)(bus_store *s, int64_t now, const char *node,
+		     int64_t lease_us, const bus_store_claim *queues,
+		     size_t n_queues, bus_job **out, size_t *n_out);
+
+	/* Records outcomes; applied[i] = 1 when items[i]'s guard held. */
+	int (*finish)(bus_store *s, int64_t now, const bus_store_finish *items,
+		      size_t n, unsigned char *applied);
+
+	/* Sets lease_until = now + lease_us of the jobs still executing by
+	 * `node` with the given attempt; held[i] tells which were. */
+	int (*extend)(bus_store *s, int64_t now, const char *node,
+		      int64_t lease_us, const int64_t *ids, const int *attempts,
+		      size_t n, unsigned char *held);
+
+	/* Executing jobs whose lease_until < now, oldest lease first. */
+	int (*expired)(bus_store *s, int64_t now, size_t limit, bus_job **out,
+		       size_t *n_out);
+
+	/* Administration. BUS_ENOTFOUND for an id that does not exist. */
+	int (*get)(bus_store *s, int64_t id, bus_job **out);
+	int (*list)(bus_store *s, const bus_job_filter *filter, bus_job **out,
+		    size_t *n_out);
+	/* Unfinished job -> cancelled (finished_at = now); BUS_ESTATE when it
+	 * has finished. */
+	int (*cancel)(bus_store *s, int64_t now, int64_t id);
+	/* Job not executing -> available, scheduled_at = now, finished_at
+	 * cleared, max_attempts raised to attempt + 1 when spent; BUS_ESTATE
+	 * when executing. */
+	int (*retry)(bus_store *s, int64_t now, int64_t id);
+	/* Deletes a job that is not executing; BUS_ESTATE when it is. */
+	int (*remove)(bus_store *s, int64_t id);
+	int (*set_paused)(bus_store *s, const char *queue, int paused);
+	int (*counts)(bus_store *s, bus_job_count **out, size_t *n_out);
+	/* Deletes up to `limit` finished jobs with finished_at < now - age_us. */
+	int (*prune)(bus_store *s, int64_t now, int64_t age_us, size_t limit,
+		     int64_t *deleted);
+};
+
+/* The one symbol a backend exports. `core_abi` is the core's
+ * BUS_STORE_ABI_VERSION. */
+typedef const struct bus_store_ops *(*bus_backend_entry_fn)(uint32_t core_abi);
+#define BUS_BACKEND_ENTRY "bus_backend_entry"
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* BUS_BACKEND_H */

@@ -1,0 +1,109 @@
+/*
+ * libbus workers: run the durable jobs of a bus's store. Any number of
+ * workers, in any number of processes on any number of machines, may serve
+ * one store; they coordinate through it. Included by <bus/bus.h>.
+ *
+ * A worker claims due jobs of its queues (highest priority, then oldest
+ * first), runs each job's handler through the bus's middleware, and records
+ * the outcome: completed; retryable after a backoff, or discarded when the
+ * attempts are spent; snoozed; cancelled. While a job runs its lease is
+ * renewed; a job whose lease runs out (its worker died) is rescued by any
+ * worker and retried.
+ */
+#ifndef BUS_WORKER_H
+#define BUS_WORKER_H
+
+#ifndef BUS_BUS_H
+#error "include <bus/bus.h>, not <bus/worker.h>"
+#endif
+
+typedef struct bus_worker bus_worker;
+
+typedef enum bus_isolation {
+	/* process for SQL stores; thread for memory:, whose jobs and effects
+	 * are lost with the process anyway */
+	BUS_ISOLATION_DEFAULT = 0,
+	/* Handlers run on worker threads; a timeout is cooperative (the handler
+	 * checks bus_ctx_expired), a crash takes the process down. */
+	BUS_ISOLATION_THREAD = 1,
+	/* Handlers run in pre-forked child processes. A child that crashes or
+	 * overruns its job's timeout is killed and replaced, and the job is
+	 * retried with the cause recorded. Middleware still runs in the worker
+	 * process, around the hand-off. */
+	BUS_ISOLATION_PROCESS = 2,
+} bus_isolation;
+
+typedef struct bus_worker_queue {
+	const char *name;
+	int concurrency; /* jobs of this queue run at once, >= 1 */
+} bus_worker_queue;
+
+typedef struct bus_worker_opts {
+	unsigned int version;
+	const bus_worker_queue *queues; /* NULL: { "default", 4 } */
+	size_t n_queues;
+	int fetch_batch;            /* most jobs one claim takes; 0: 100 */
+	int64_t poll_interval_ms;   /* how often an idle worker looks; 0: 1000 */
+	int64_t lease_ms;           /* lease of a claimed job; 0: 30000 */
+	const char *node;           /* this worker's name; NULL: host:pid */
+	bus_isolation isolation;
+	int64_t rescue_interval_ms; /* how often expired leases are rescued;
+				       0: 5000 */
+	int64_t retention_s;        /* finished jobs older than this are
+				       pruned; 0: 86400; negative: never */
+	int completer_batch;        /* outcomes written per batch; 0: 100 */
+	int64_t completer_flush_ms; /* longest an outcome waits; 0: 5 */
+	int64_t shutdown_grace_ms;  /* bus_worker_run's grace; 0: 30000 */
+} bus_worker_opts;
+
+#define BUS_WORKER_OPTS_VERSION 1
+#define BUS_WORKER_OPTS_INIT                                                   \
+	{ BUS_WORKER_OPTS_VERSION, NULL, 0, 0, 0, 0, NULL,                      \
+	  BUS_ISOLATION_DEFAULT, 0, 0, 0, 0, 0 }
+
+/* Checks the options (a bad one is BUS_EINVAL naming it) and makes a worker
+ * that is not running yet. The caller owns *out: bus_worker_free. The bus
+ * must outlive the worker. */
+BUS_EXTERN int bus_worker_new(bus_worker **out, bus *b,
+			      const bus_worker_opts *opts);
+
+/* Starts the worker's threads (and child processes) and returns. */
+BUS_EXTERN int bus_worker_start(bus_worker *w);
+
+/* Starts the worker when needed and runs until it is asked to stop
+ * (bus_worker_request_stop, from a signal handler say), then shuts down
+ * gracefully with the shutdown_grace_ms option. */
+BUS_EXTERN int bus_worker_run(bus_worker *w);
+
+/* Asks the worker to stop. Async-signal-safe: call it from a SIGTERM or
+ * SIGINT handler. bus_worker_run then shuts down and returns. */
+BUS_EXTERN void bus_worker_request_stop(bus_worker *w);
+
+/*
+ * Graceful shutdown: stops claiming, lets running jobs finish for up to
+ * `grace_ms`, then stops the rest and gives them back (available again,
+ * attempt not spent), writes every outcome and returns once all threads and
+ * children are gone. No job is lost and none is left executing.
+ */
+BUS_EXTERN int bus_worker_stop(bus_worker *w, int64_t grace_ms);
+
+/* Stops the worker (with no grace) if it runs, and frees it. NULL is fine. */
+BUS_EXTERN void bus_worker_free(bus_worker *w);
+
+typedef struct bus_worker_stats {
+	uint64_t claimed;   /* jobs claimed */
+	uint64_t completed; /* outcomes recorded, by kind: */
+	uint64_t retried;
+	uint64_t discarded;
+	uint64_t snoozed;
+	uint64_t cancelled;
+	uint64_t given_back;
+	uint64_t rescued;   /* others' expired jobs this worker rescued */
+	uint64_t lost;      /* outcomes refused: the job was no longer ours */
+	uint64_t running;   /* jobs running now */
+} bus_worker_stats;
+
+BUS_EXTERN void bus_worker_get_stats(bus_worker_stats *out,
+				     const bus_worker *w);
+
+#endif /* BUS_WORKER_H */

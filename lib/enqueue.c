@@ -1,0 +1,303 @@
+/*
+ * Enqueueing: resolves a job's options (the call's, then its handler's, then
+ * the defaults), checks them, computes the unique key, and hands the batch
+ * to the store in one atomic insert. Policy stays here; the store only
+ * stores.
+ */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core.h"
+#include "enqueue.h"
+#include "error.h"
+#include "json_check.h"
+#include "names.h"
+#include "unique.h"
+
+#define DEFAULT_QUEUE "default"
+#define DEFAULT_MAX_ATTEMPTS 3
+
+/* One job on its way to the store, with the memory its fields point to. */
+struct prepared {
+	bus_store_new_job job;
+	char key[BUS_UNIQUE_KEY_LEN + 1];
+	char *meta; /* owned */
+};
+
+int bus__job_meta(char **out, const struct bus_message *m)
+{
+	char id[BUS_UUID_TEXT_LEN + 1], req[BUS_UUID_TEXT_LEN + 1],
+		cor[BUS_UUID_TEXT_LEN + 1], cau[BUS_UUID_TEXT_LEN + 1];
+	bus__uuid_format(id, &m->id);
+	bus__uuid_format(req, &m->request_id);
+	bus__uuid_format(cor, &m->correlation_id);
+	if (m->has_causation)
+		bus__uuid_format(cau, &m->causation_id);
+	/* The free keys are compact JSON ("{}" or {"k":...}): splice their
+	 * members in after the ids. */
+	const char *free_keys = m->meta;
+	int has_free = strcmp(free_keys, "{}") != 0;
+	int n = asprintf(out,
+			 "{\"message_id\":\"%s\",\"request_id\":\"%s\","
+			 "\"correlation_id\":\"%s\"%s%s%s%s%s",
+			 id, req, cor, m->has_causation ? ",\"causation_id\":\"" : "",
+			 m->has_causation ? cau : "",
+			 m->has_causation ? "\"" : "", has_free ? "," : "",
+			 has_free ? free_keys + 1 : "}");
+	return n < 0 ? bus__error_oom() : 0;
+}
+
+static int check_tags(const char *what, const char *tags)
+{
+	size_t len;
+	struct bus_json_error jerr;
+	if (bus__json_check(tags, BUS_PAYLOAD_MAX, &len, &jerr) != 0) {
+		char w[700];
+		snprintf(w, sizeof w, "tags of %s", what);
+		return bus__json_error_set(w, &jerr);
+	}
+	cJSON *arr = cJSON_ParseWithLength(tags, len);
+	if (arr == NULL)
+		return bus__error_oom();
+	int ok = cJSON_IsArray(arr);
+	for (const cJSON *t = ok ? arr->child : NULL; t && ok; t = t->next)
+		ok = cJSON_IsString(t);
+	cJSON_Delete(arr);
+	if (!ok)
+		return bus__error_set(BUS_EINVAL,
+				      "tags of %s must be a JSON array of strings",
+				      what);
+	return 0;
+}
+
+/*
+ * Fills `p` for a job of `handler` (kind `m->name`) from `opts` (may be
+ * NULL) and the local handler `h` (may be NULL: the producer need not have
+ * the handler; the worker that runs the job does).
+ */
+static int prepare(struct prepared *p, bus *b, const struct bus_message *m,
+		   const char *handler, const struct bus_handler *h,
+		   const bus_job_opts *opts, int64_t now_local)
+{
+	static const bus_job_opts no_opts = BUS_JOB_OPTS_INIT;
+	char what[600];
+	if (opts == NULL)
+		opts = &no_opts;
+	snprintf(what, sizeof what, "job of %s '%s' for handler '%s'",
+		 bus__kind_name(m->kind), m->name, handler);
+	if (opts->version != BUS_JOB_OPTS_VERSION)
+		return bus__error_set(BUS_EINVAL,
+				      "%s: bus_job_opts.version is %u, expected "
+				      "%u: initialise it with BUS_JOB_OPTS_INIT",
+				      what, opts->version, BUS_JOB_OPTS_VERSION);
+
+	const struct bus_job_defaults *d = h ? &h->job : NULL;
+	const bus_unique_opts *unique =
+		opts->unique ? opts->unique : d ? d->unique : NULL;
+	const bus_replace_opts *replace =
+		opts->replace ? opts->replace : d ? d->replace : NULL;
+	int rc = bus__job_defaults_check(what, opts->queue, opts->priority,
+					 opts->max_attempts, opts->timeout_ms,
+					 unique, replace);
+	if (rc != 0)
+		return rc;
+	if (opts->run_at < 0 || opts->run_in_ms < 0 ||
+	    (opts->run_at != 0 && opts->run_in_ms != 0))
+		return bus__error_set(BUS_EINVAL,
+				      "%s: give run_at or run_in_ms (not both, "
+				      "not negative)",
+				      what);
+	if (opts->tags != NULL && (rc = check_tags(what, opts->tags)) != 0)
+		return rc;
+
+	bus_store_new_job *j = &p->job;
+	memset(j, 0, sizeof *j);
+	j->kind = m->name;
+	j->handler = handler;
+	j->queue = opts->queue                ? opts->queue
+		   : d != NULL && d->queue != NULL ? d->queue
+						  : DEFAULT_QUEUE;
+	j->priority = opts->priority != BUS_UNSET ? opts->priority
+		      : d != NULL && d->priority != BUS_UNSET ? d->priority
+							      : 0;
+	j->max_attempts = opts->max_attempts != BUS_UNSET ? opts->max_attempts
+			  : d != NULL && d->max_attempts != BUS_UNSET
+				  ? d->max_attempts
+				  : DEFAULT_MAX_ATTEMPTS;
+	j->timeout_ms = opts->timeout_ms ? opts->timeout_ms
+			: d != NULL     ? d->timeout_ms
+					: 0;
+	j->payload = m->payload;
+	j->tags = opts->tags ? opts->tags : "[]";
+	j->scheduled_at = opts->run_at;
+	j->delay_us = opts->run_in_ms * 1000;
+	if ((rc = bus__job_meta(&p->meta, m)) != 0)
+		return rc;
+	j->meta = p->meta;
+
+	if (unique != NULL) {
+		struct bus_unique_input in = {
+			j->kind, j->handler, j->queue, j->priority,
+			j->max_attempts, j->timeout_ms, j->payload, j->tags,
+			m->meta, now_local,
+			j->scheduled_at ? j->scheduled_at
+					: now_local + j->delay_us,
+		};
+		if ((rc = bus__unique_key(p->key, unique, &in)) != 0)
+			return rc;
+		j->unique_key = p->key;
+		j->unique_states = bus__unique_states(unique);
+		j->replace = replace ? replace->fields : NULL;
+	}
+	return 0;
+}
+
+/* Inserts prepared jobs in one store call. */
+static int insert(bus *b, struct prepared *p, size_t n,
+		  bus_enqueue_result *results)
+{
+	bus_store_new_job stack_jobs[16];
+	bus_enqueue_result stack_results[16];
+	bus_store_new_job *jobs =
+		n <= 16 ? stack_jobs : malloc(n * sizeof *jobs);
+	bus_enqueue_result *res = results ? results
+				  : n <= 16 ? stack_results
+					    : malloc(n * sizeof *res);
+	int rc = 0;
+	if (jobs == NULL || res == NULL)
+		rc = bus__error_oom();
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		jobs[i] = p[i].job;
+	bus_store *s = NULL;
+	if (rc == 0)
+		rc = bus__store_acquire(&b->store, &s);
+	if (rc == 0) {
+		rc = b->store.ops->insert(s, bus__now(b), jobs, n, res);
+		bus__store_release(&b->store, s);
+	}
+	if (jobs != stack_jobs)
+		free(jobs);
+	if (res != results && res != stack_results)
+		free(res);
+	return rc;
+}
+
+static void prepared_free(struct prepared *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(p[i].meta);
+	free(p);
+}
+
+int bus__enqueue_for_message(bus *b, const struct bus_message *m,
+			     const struct bus_handler *const *handlers,
+			     size_t n, bus_enqueue_result *results)
+{
+	struct prepared *p = calloc(n, sizeof *p);
+	if (p == NULL)
+		return bus__error_oom();
+	int64_t now = bus__now_local(b);
+	int rc = 0;
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		rc = prepare(&p[i], b, m, handlers[i]->name, handlers[i], NULL,
+			     now);
+	if (rc == 0)
+		rc = insert(b, p, n, results);
+	prepared_free(p, n);
+	return rc;
+}
+
+/* Builds the message a job is made from: its kind, payload and the ids it
+ * inherits from `parent` or takes from the option's meta. */
+static int item_message(struct bus_message *m, bus *b,
+			const struct bus_message *parent,
+			const bus_enqueue_item *item)
+{
+	size_t len;
+	uint64_t hash;
+	int rc = bus__name_check("job kind", item->kind, &len, &hash);
+	if (rc == 0 && item->handler != NULL)
+		rc = bus__name_check("handler name", item->handler, &len, &hash);
+	if (rc != 0)
+		return rc;
+	const char *payload = item->payload ? item->payload : "null";
+	struct bus_json_error jerr;
+	if (bus__json_check(payload, BUS_PAYLOAD_MAX, &len, &jerr) != 0) {
+		char what[320];
+		snprintf(what, sizeof what, "payload of job '%s'", item->kind);
+		return bus__json_error_set(what, &jerr);
+	}
+	bus_dispatch_opts dopts = BUS_DISPATCH_OPTS_INIT;
+	dopts.meta = item->opts ? item->opts->meta : NULL;
+	rc = bus__message_init(m, b, parent, BUS_KIND_COMMAND, item->kind,
+			       payload, len, &dopts);
+	if (rc != 0)
+		bus__message_fini(m);
+	return rc;
+}
+
+static int enqueue_items(bus_enqueue_result *results, bus *b,
+			 const struct bus_message *parent,
+			 const bus_enqueue_item *items, size_t n)
+{
+	if (b == NULL)
+		return bus__error_set(BUS_EINVAL, "bus is NULL");
+	if (n == 0)
+		return 0;
+	if (items == NULL)
+		return bus__error_set(BUS_EINVAL, "bus_enqueue_many: items is "
+						  "NULL");
+	struct prepared *p = calloc(n, sizeof *p);
+	if (p == NULL)
+		return bus__error_oom();
+	int64_t now = bus__now_local(b);
+	int rc = 0;
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		struct bus_message m;
+		rc = item_message(&m, b, parent, &items[i]);
+		if (rc != 0)
+			break;
+		const char *handler =
+			items[i].handler ? items[i].handler : items[i].kind;
+		const struct bus_handler *h =
+			bus__registry_find_durable(&b->registry, handler);
+		rc = prepare(&p[i], b, &m, handler, h, items[i].opts, now);
+		bus__message_fini(&m);
+	}
+	if (rc == 0)
+		rc = insert(b, p, n, results);
+	prepared_free(p, n);
+	return rc;
+}
+
+int bus_enqueue_many(bus_enqueue_result *results, bus *b,
+		     const bus_enqueue_item *items, size_t n)
+{
+	return enqueue_items(results, b, NULL, items, n);
+}
+
+int bus_enqueue_to(bus_enqueue_result *result, bus *b, const char *kind,
+		   const char *handler, const char *payload,
+		   const bus_job_opts *opts)
+{
+	bus_enqueue_item item = { kind, handler, payload, opts };
+	return enqueue_items(result, b, NULL, &item, 1);
+}
+
+int bus_enqueue(bus_enqueue_result *result, bus *b, const char *kind,
+		const char *payload, const bus_job_opts *opts)
+{
+	return bus_enqueue_to(result, b, kind, NULL, payload, opts);
+}
+
+int bus_ctx_enqueue(bus_enqueue_result *result, bus_ctx *ctx,
+		    const char *kind, const char *payload,
+		    const bus_job_opts *opts)
+{
+	if (ctx == NULL)
+		return bus__error_set(BUS_EINVAL, "context is NULL");
+	bus_enqueue_item item = { kind, NULL, payload, opts };
+	return enqueue_items(result, ctx->msg->bus, ctx->msg, &item, 1);
+}

@@ -1,0 +1,677 @@
+/* Workers: options, life cycle (start, run, stop, free) and the fetcher. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core.h"
+#include "error.h"
+#include "names.h"
+#include "worker.h"
+
+#define DEFAULT_CONCURRENCY 4
+#define MAX_CONCURRENCY 1000
+#define MAX_FETCH_BATCH 10000
+
+static int64_t or_default(int64_t v, int64_t dflt)
+{
+	return v != 0 ? v : dflt;
+}
+
+static int check_positive(const char *name, int64_t v)
+{
+	if (v < 0)
+		return bus__error_set(BUS_EINVAL,
+				      "bus_worker_opts.%s is %lld; it must be 0 "
+				      "(the default) or positive",
+				      name, (long long)v);
+	return 0;
+}
+
+static int check_opts(const bus_worker_opts *o)
+{
+	if (o->version != BUS_WORKER_OPTS_VERSION)
+		return bus__error_set(BUS_EINVAL,
+				      "bus_worker_opts.version is %u, expected "
+				      "%u: initialise it with "
+				      "BUS_WORKER_OPTS_INIT",
+				      o->version, BUS_WORKER_OPTS_VERSION);
+	if (o->n_queues > 0 && o->queues == NULL)
+		return bus__error_set(BUS_EINVAL,
+				      "bus_worker_opts: n_queues is %zu but "
+				      "queues is NULL",
+				      o->n_queues);
+	for (size_t i = 0; i < o->n_queues; i++) {
+		size_t len;
+		uint64_t hash;
+		int rc = bus__name_check("worker queue name", o->queues[i].name,
+					 &len, &hash);
+		if (rc != 0)
+			return rc;
+		if (o->queues[i].concurrency < 1 ||
+		    o->queues[i].concurrency > MAX_CONCURRENCY)
+			return bus__error_set(BUS_EINVAL,
+					      "bus_worker_opts: queue '%s' has "
+					      "concurrency %d; it must be 1..%d",
+					      o->queues[i].name,
+					      o->queues[i].concurrency,
+					      MAX_CONCURRENCY);
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(o->queues[i].name, o->queues[j].name) == 0)
+				return bus__error_set(
+					BUS_EINVAL,
+					"bus_worker_opts: queue '%s' is listed "
+					"twice",
+					o->queues[i].name);
+	}
+	if (o->fetch_batch < 0 || o->fetch_batch > MAX_FETCH_BATCH)
+		return bus__error_set(BUS_EINVAL,
+				      "bus_worker_opts.fetch_batch is %d; it "
+				      "must be 0 (the default) to %d",
+				      o->fetch_batch, MAX_FETCH_BATCH);
+	if (o->completer_batch < 0 || o->completer_batch > MAX_FETCH_BATCH)
+		return bus__error_set(BUS_EINVAL,
+				      "bus_worker_opts.completer_batch is %d; "
+				      "it must be 0 (the default) to %d",
+				      o->completer_batch, MAX_FETCH_BATCH);
+	int rc;
+	if ((rc = check_positive("poll_interval_ms", o->poll_interval_ms)) ||
+	    (rc = check_positive("lease_ms", o->lease_ms)) ||
+	    (rc = check_positive("rescue_interval_ms",
+				 o->rescue_interval_ms)) ||
+	    (rc = check_positive("completer_flush_ms",
+				 o->completer_flush_ms)) ||
+	    (rc = check_positive("shutdown_grace_ms", o->shutdown_grace_ms)))
+		return rc;
+	if (o->isolation != BUS_ISOLATION_DEFAULT &&
+	    o->isolation != BUS_ISOLATION_THREAD &&
+	    o->isolation != BUS_ISOLATION_PROCESS)
+		return bus__error_set(BUS_EINVAL,
+				      "bus_worker_opts.isolation %d is unknown",
+				      (int)o->isolation);
+	if (o->node != NULL) {
+		size_t len;
+		uint64_t hash;
+		if ((rc = bus__name_check("worker node name", o->node, &len,
+					  &hash)) != 0)
+			return rc;
+	}
+	return 0;
+}
+
+static char *default_node(void)
+{
+	char host[256];
+	if (gethostname(host, sizeof host) != 0)
+		strcpy(host, "localhost");
+	host[sizeof host - 1] = '\0';
+	char *node = NULL;
+	if (asprintf(&node, "%s:%ld", host, (long)getpid()) < 0)
+		return NULL;
+	return node;
+}
+
+/* Frees a row's strings but not the row (rows live in arrays). */
+static void job_strings_free(bus_job *job)
+{
+	bus_job *copy = malloc(sizeof *copy);
+	if (copy != NULL) {
+		*copy = *job;
+		bus_job_free(copy);
+	}
+}
+
+static void worker_destroy(struct bus_worker *w)
+{
+	for (size_t i = 0; w->queues != NULL && i < w->n_queues; i++) {
+		struct job_fifo *f = &w->queues[i].pending;
+		for (size_t k = 0; k < f->len; k++)
+			job_strings_free(&f->items[(f->head + k) % f->cap]);
+		free(f->items);
+		free(w->queues[i].name);
+	}
+	free(w->queues);
+	free(w->slots);
+	free(w->batch.items);
+	free(w->node);
+	if (w->stop_pipe[0] >= 0) {
+		close(w->stop_pipe[0]);
+		close(w->stop_pipe[1]);
+	}
+	pthread_mutex_destroy(&w->lock);
+	pthread_cond_destroy(&w->work);
+	pthread_cond_destroy(&w->room);
+	pthread_cond_destroy(&w->flush);
+	pthread_cond_destroy(&w->idle);
+	pthread_cond_destroy(&w->tick);
+	free(w);
+}
+
+static int init_sync(struct bus_worker *w)
+{
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_cond_init(&w->work, &ca);
+	pthread_cond_init(&w->room, &ca);
+	pthread_cond_init(&w->flush, &ca);
+	pthread_cond_init(&w->idle, &ca);
+	pthread_cond_init(&w->tick, &ca);
+	pthread_condattr_destroy(&ca);
+	if (pipe2(w->stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
+		w->stop_pipe[0] = w->stop_pipe[1] = -1;
+		return bus__error_set(BUS_ERROR, "cannot make a pipe: %s",
+				      strerror(errno));
+	}
+	return 0;
+}
+
+int bus_worker_new(bus_worker **out, bus *b, const bus_worker_opts *opts)
+{
+	static const bus_worker_opts dflt = BUS_WORKER_OPTS_INIT;
+	static const bus_worker_queue default_queue = { "default",
+							DEFAULT_CONCURRENCY };
+	if (out == NULL)
+		return bus__error_set(BUS_EINVAL, "bus_worker_new: out is NULL");
+	*out = NULL;
+	if (b == NULL)
+		return bus__error_set(BUS_EINVAL, "bus is NULL");
+	if (opts == NULL)
+		opts = &dflt;
+	int rc = check_opts(opts);
+	if (rc != 0)
+		return rc;
+
+	struct bus_worker *w = calloc(1, sizeof *w);
+	if (w == NULL)
+		return bus__error_oom();
+	w->stop_pipe[0] = w->stop_pipe[1] = -1;
+	if ((rc = init_sync(w)) != 0) {
+		worker_destroy(w);
+		return rc;
+	}
+	w->bus = b;
+	const bus_worker_queue *qs = opts->n_queues ? opts->queues
+						    : &default_queue;
+	w->n_queues = opts->n_queues ? opts->n_queues : 1;
+	w->queues = calloc(w->n_queues, sizeof *w->queues);
+	w->node = opts->node ? strdup(opts->node) : default_node();
+	if (w->queues == NULL || w->node == NULL) {
+		worker_destroy(w);
+		return bus__error_oom();
+	}
+	for (size_t i = 0; i < w->n_queues; i++) {
+		w->queues[i].concurrency = qs[i].concurrency;
+		w->n_slots += (size_t)qs[i].concurrency;
+		if ((w->queues[i].name = strdup(qs[i].name)) == NULL) {
+			worker_destroy(w);
+			return bus__error_oom();
+		}
+	}
+	w->slots = calloc(w->n_slots, sizeof *w->slots);
+	if (w->slots == NULL) {
+		worker_destroy(w);
+		return bus__error_oom();
+	}
+	for (size_t i = 0, s = 0; i < w->n_queues; i++) {
+		for (int k = 0; k < w->queues[i].concurrency; k++, s++) {
+			w->slots[s].w = w;
+			w->slots[s].queue = &w->queues[i];
+			atomic_init(&w->slots[s].abort, ABORT_NONE);
+		}
+	}
+	w->isolation = opts->isolation;
+	if (w->isolation == BUS_ISOLATION_DEFAULT)
+		w->isolation = (b->store.ops->flags & BUS_STORE_SHARED)
+				       ? BUS_ISOLATION_THREAD
+				       : BUS_ISOLATION_PROCESS;
+	w->fetch_batch = opts->fetch_batch ? opts->fetch_batch : 100;
+	w->poll_ms = or_default(opts->poll_interval_ms, 1000);
+	w->lease_us = or_default(opts->lease_ms, 30000) * 1000;
+	w->rescue_ms = or_default(opts->rescue_interval_ms, 5000);
+	w->retention_s = or_default(opts->retention_s, 86400);
+	w->grace_ms = or_default(opts->shutdown_grace_ms, 30000);
+	w->completer_batch = opts->completer_batch ? opts->completer_batch : 100;
+	w->flush_ms = or_default(opts->completer_flush_ms, 5);
+	atomic_init(&w->stop_requested, 0);
+	w->state = W_NEW;
+	*out = w;
+	return 0;
+}
+
+static void deadline_in(struct timespec *ts, int64_t ms)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	int64_t ns = ts->tv_nsec + (ms % 1000) * 1000000;
+	ts->tv_sec += ms / 1000 + ns / 1000000000;
+	ts->tv_nsec = ns % 1000000000;
+}
+
+void bus__worker_nap(struct bus_worker *w, int64_t ms, const int *go)
+{
+	struct timespec ts;
+	deadline_in(&ts, ms);
+	pthread_mutex_lock(&w->lock);
+	while (*go &&
+	       pthread_cond_timedwait(&w->tick, &w->lock, &ts) != ETIMEDOUT)
+		;
+	pthread_mutex_unlock(&w->lock);
+}
+
+/* ---- the fetcher -------------------------------------------------------- */
+
+static int fifo_push(struct job_fifo *f, bus_job *job)
+{
+	if (f->len == f->cap) {
+		size_t cap = f->cap ? f->cap * 2 : 16;
+		bus_job *items = malloc(cap * sizeof *items);
+		if (items == NULL)
+			return -1;
+		for (size_t k = 0; k < f->len; k++)
+			items[k] = f->items[(f->head + k) % f->cap];
+		free(f->items);
+		f->items = items;
+		f->head = 0;
+		f->cap = cap;
+	}
+	f->items[(f->head + f->len) % f->cap] = *job;
+	f->len++;
+	return 0;
+}
+
+static struct worker_queue *queue_named(struct bus_worker *w,
+					const char *name)
+{
+	for (size_t i = 0; i < w->n_queues; i++)
+		if (strcmp(w->queues[i].name, name) == 0)
+			return &w->queues[i];
+	return NULL;
+}
+
+/* Gives a claimed job back: available again, its attempt not spent. */
+static void give_back(struct bus_worker *w, const bus_job *job)
+{
+	bus_store_finish f = { job->id, w->node, job->attempt, 0,
+			       BUS_JOB_AVAILABLE, -1, NULL, 1 };
+	bus__worker_submit(w, &f);
+}
+
+/* Free slots per queue, less what already waits: how much to claim. */
+static size_t room_for(struct bus_worker *w, bus_store_claim *req)
+{
+	size_t total = 0;
+	for (size_t i = 0; i < w->n_queues; i++) {
+		struct worker_queue *q = &w->queues[i];
+		int64_t room = q->concurrency - q->busy - (int64_t)q->pending.len;
+		size_t want = room > 0 ? (size_t)room : 0;
+		if (total + want > (size_t)w->fetch_batch)
+			want = (size_t)w->fetch_batch - total;
+		req[i].queue = q->name;
+		req[i].limit = want;
+		total += want;
+	}
+	return total;
+}
+
+static void *fetcher(void *arg)
+{
+	struct bus_worker *w = arg;
+	bus *b = w->bus;
+	bus_store_claim *req = calloc(w->n_queues, sizeof *req);
+	int complained = 0;
+	pthread_mutex_lock(&w->lock);
+	while (req != NULL) {
+		size_t want;
+		while (w->claiming && (want = room_for(w, req)) == 0)
+			pthread_cond_wait(&w->room, &w->lock);
+		if (!w->claiming)
+			break;
+		pthread_mutex_unlock(&w->lock);
+
+		bus_job *rows = NULL;
+		size_t n = 0;
+		int rc = b->store.ops->claim(w->fetch_store, bus__now(b),
+					     w->node, w->lease_us, req,
+					     w->n_queues, &rows, &n);
+		if (rc != 0) {
+			/* Keep going: the store may come back. */
+			if (!complained++)
+				bus__log(&b->log, BUS_LOG_ERROR,
+					 "worker '%s': claim failed: %s",
+					 w->node, bus_error_last()->message);
+			bus__worker_nap(w, w->poll_ms, &w->claiming);
+			pthread_mutex_lock(&w->lock);
+			continue;
+		}
+		complained = 0;
+		atomic_fetch_add(&w->stats.claimed, n);
+
+		pthread_mutex_lock(&w->lock);
+		for (size_t i = 0; i < n; i++) {
+			struct worker_queue *q = queue_named(w, rows[i].queue);
+			if (w->claiming && q != NULL &&
+			    fifo_push(&q->pending, &rows[i]) == 0)
+				continue;
+			/* Stopping, or no room to keep it: not ours to run. */
+			pthread_mutex_unlock(&w->lock);
+			give_back(w, &rows[i]);
+			job_strings_free(&rows[i]);
+			pthread_mutex_lock(&w->lock);
+		}
+		free(rows);
+		if (n > 0)
+			pthread_cond_broadcast(&w->work);
+		if (n < want && w->claiming) {
+			/* Nothing more is due: look again after the interval. */
+			pthread_mutex_unlock(&w->lock);
+			bus__worker_nap(w, w->poll_ms, &w->claiming);
+			pthread_mutex_lock(&w->lock);
+		}
+	}
+	pthread_mutex_unlock(&w->lock);
+	free(req);
+	return NULL;
+}
+
+/* ---- life cycle --------------------------------------------------------- */
+
+static void join_all(struct bus_worker *w);
+
+static int open_connections(struct bus_worker *w)
+{
+	struct bus_store_pool *p = &w->bus->store;
+	int rc = bus__store_open(p, &w->fetch_store);
+	if (rc == 0)
+		rc = p->ops->schema_check(w->fetch_store);
+	if (rc == 0)
+		rc = bus__store_open(p, &w->complete_store);
+	if (rc == 0)
+		rc = bus__store_open(p, &w->maint_store);
+	return rc;
+}
+
+static void close_connections(struct bus_worker *w)
+{
+	struct bus_store_pool *p = &w->bus->store;
+	bus__store_close(p, w->fetch_store);
+	bus__store_close(p, w->complete_store);
+	bus__store_close(p, w->maint_store);
+	w->fetch_store = w->complete_store = w->maint_store = NULL;
+}
+
+static void free_children(struct bus_worker *w)
+{
+	for (size_t i = 0; i < w->n_slots; i++) {
+		bus__child_free(w->slots[i].child);
+		w->slots[i].child = NULL;
+	}
+}
+
+int bus_worker_start(bus_worker *w)
+{
+	if (w == NULL)
+		return bus__error_set(BUS_EINVAL, "worker is NULL");
+	pthread_mutex_lock(&w->lock);
+	int state = w->state;
+	pthread_mutex_unlock(&w->lock);
+	if (state != W_NEW)
+		return bus__error_set(BUS_ESTATE,
+				      "worker '%s' was already started", w->node);
+	int rc = open_connections(w);
+	/* Children are forked before this worker's threads exist. */
+	for (size_t i = 0; rc == 0 && w->isolation == BUS_ISOLATION_PROCESS &&
+			   i < w->n_slots;
+	     i++)
+		rc = bus__child_spawn(&w->slots[i].child, w->bus);
+	if (rc != 0) {
+		free_children(w);
+		close_connections(w);
+		return rc;
+	}
+
+	pthread_mutex_lock(&w->lock);
+	w->state = W_RUNNING;
+	w->claiming = 1;
+	w->maintenance_go = 1;
+	pthread_mutex_unlock(&w->lock);
+	for (size_t i = 0; rc == 0 && i < w->n_slots; i++) {
+		if (pthread_create(&w->slots[i].thread, NULL,
+				   bus__worker_executor, &w->slots[i]) != 0)
+			rc = bus__error_set(BUS_ERROR,
+					    "cannot start an executor thread");
+		else
+			w->slots[i].started = 1;
+	}
+	if (rc == 0) {
+		if (pthread_create(&w->completer, NULL, bus__worker_completer,
+				   w) != 0)
+			rc = bus__error_set(BUS_ERROR,
+					    "cannot start the completer");
+		else
+			w->completer_started = 1;
+	}
+	if (rc == 0) {
+		if (pthread_create(&w->maintenance, NULL,
+				   bus__worker_maintenance, w) != 0)
+			rc = bus__error_set(BUS_ERROR,
+					    "cannot start maintenance");
+		else
+			w->maintenance_started = 1;
+	}
+	if (rc == 0) {
+		if (pthread_create(&w->fetcher, NULL, fetcher, w) != 0)
+			rc = bus__error_set(BUS_ERROR,
+					    "cannot start the fetcher");
+		else
+			w->fetcher_started = 1;
+	}
+	if (rc != 0) {
+		/* Nothing was claimed yet: stop what started, and say why. */
+		int err = rc;
+		char why[1024];
+		snprintf(why, sizeof why, "%s", bus_error_last()->message);
+		pthread_mutex_lock(&w->lock);
+		w->state = W_STOPPING;
+		w->claiming = 0;
+		pthread_mutex_unlock(&w->lock);
+		join_all(w);
+		return bus__error_set(err, "%s", why);
+	}
+	bus__log(&w->bus->log, BUS_LOG_INFO,
+		 "worker '%s' started: %zu executors (%s isolation)", w->node,
+		 w->n_slots,
+		 w->isolation == BUS_ISOLATION_PROCESS ? "process" : "thread");
+	return 0;
+}
+
+/* Joins every thread that was started (the fetcher last started, first
+ * stopped), flushing the completer, then frees children and connections. */
+static void join_all(struct bus_worker *w)
+{
+	pthread_mutex_lock(&w->lock);
+	w->claiming = 0;
+	pthread_cond_broadcast(&w->room);
+	pthread_cond_broadcast(&w->tick);
+	pthread_cond_broadcast(&w->work);
+	pthread_mutex_unlock(&w->lock);
+	if (w->fetcher_started)
+		pthread_join(w->fetcher, NULL);
+	for (size_t i = 0; i < w->n_slots; i++)
+		if (w->slots[i].started)
+			pthread_join(w->slots[i].thread, NULL);
+	pthread_mutex_lock(&w->lock);
+	w->completer_done = 1;
+	w->maintenance_go = 0;
+	pthread_cond_broadcast(&w->flush);
+	pthread_cond_broadcast(&w->tick);
+	pthread_mutex_unlock(&w->lock);
+	if (w->completer_started)
+		pthread_join(w->completer, NULL);
+	if (w->maintenance_started)
+		pthread_join(w->maintenance, NULL);
+	w->fetcher_started = w->completer_started = w->maintenance_started = 0;
+	for (size_t i = 0; i < w->n_slots; i++)
+		w->slots[i].started = 0;
+	free_children(w);
+	close_connections(w);
+	pthread_mutex_lock(&w->lock);
+	w->state = W_STOPPED;
+	pthread_mutex_unlock(&w->lock);
+}
+
+static int any_running(const struct bus_worker *w)
+{
+	for (size_t i = 0; i < w->n_slots; i++)
+		if (w->slots[i].running)
+			return 1;
+	return 0;
+}
+
+/* How long, past the grace period, stop waits for stopped jobs to return
+ * before it gives them back itself. */
+#define ABORT_WAIT_MS 2000
+
+int bus_worker_stop(bus_worker *w, int64_t grace_ms)
+{
+	if (w == NULL)
+		return bus__error_set(BUS_EINVAL, "worker is NULL");
+	if (grace_ms < 0)
+		return bus__error_set(BUS_EINVAL,
+				      "bus_worker_stop: grace %lld ms is "
+				      "negative",
+				      (long long)grace_ms);
+	pthread_mutex_lock(&w->lock);
+	if (w->state != W_RUNNING) {
+		if (w->state == W_NEW)
+			w->state = W_STOPPED;
+		pthread_mutex_unlock(&w->lock);
+		return 0;
+	}
+	/* 1. Stop claiming, and give back what waits for an executor. */
+	w->state = W_STOPPING;
+	w->claiming = 0;
+	pthread_cond_broadcast(&w->room);
+	pthread_cond_broadcast(&w->tick);
+	pthread_cond_broadcast(&w->work);
+	for (size_t i = 0; i < w->n_queues; i++) {
+		struct job_fifo *f = &w->queues[i].pending;
+		while (f->len > 0) {
+			bus_job job = f->items[f->head];
+			f->head = (f->head + 1) % f->cap;
+			f->len--;
+			pthread_mutex_unlock(&w->lock);
+			give_back(w, &job);
+			job_strings_free(&job);
+			pthread_mutex_lock(&w->lock);
+		}
+	}
+
+	/* 2. Let running jobs finish within the grace period. */
+	struct timespec ts;
+	deadline_in(&ts, grace_ms);
+	while (any_running(w) &&
+	       pthread_cond_timedwait(&w->idle, &w->lock, &ts) != ETIMEDOUT)
+		;
+	/* 3. Stop the rest: children are killed, threaded handlers see
+	 * bus_ctx_expired; each executor gives its job back. */
+	if (any_running(w)) {
+		for (size_t i = 0; i < w->n_slots; i++)
+			if (w->slots[i].running)
+				atomic_store(&w->slots[i].abort,
+					     ABORT_SHUTDOWN);
+		deadline_in(&ts, ABORT_WAIT_MS);
+		while (any_running(w) &&
+		       pthread_cond_timedwait(&w->idle, &w->lock, &ts) !=
+			       ETIMEDOUT)
+			;
+	}
+	/* 4. A threaded handler that ignores its context keeps running (a
+	 * thread cannot be killed safely): give its job back now, so it is
+	 * never left executing, and wait for the handler to return. */
+	for (size_t i = 0; i < w->n_slots; i++) {
+		struct worker_slot *s = &w->slots[i];
+		if (s->running && !s->given_back) {
+			s->given_back = 1;
+			bus_job job = s->job;
+			pthread_mutex_unlock(&w->lock);
+			bus__log(&w->bus->log, BUS_LOG_WARN,
+				 "worker '%s': handler '%s' of job %lld ignored "
+				 "shutdown; its job was given back",
+				 w->node, job.handler, (long long)job.id);
+			give_back(w, &job);
+			pthread_mutex_lock(&w->lock);
+		}
+	}
+	pthread_mutex_unlock(&w->lock);
+	join_all(w);
+	return 0;
+}
+
+void bus_worker_request_stop(bus_worker *w)
+{
+	if (w == NULL)
+		return;
+	/* Only async-signal-safe calls: an atomic store and write(2). */
+	atomic_store(&w->stop_requested, 1);
+	int saved = errno;
+	ssize_t n = write(w->stop_pipe[1], "s", 1);
+	(void)n;
+	errno = saved;
+}
+
+int bus_worker_run(bus_worker *w)
+{
+	if (w == NULL)
+		return bus__error_set(BUS_EINVAL, "worker is NULL");
+	pthread_mutex_lock(&w->lock);
+	int state = w->state;
+	pthread_mutex_unlock(&w->lock);
+	int rc = state == W_NEW ? bus_worker_start(w) : 0;
+	if (rc != 0)
+		return rc;
+	struct pollfd pfd = { w->stop_pipe[0], POLLIN, 0 };
+	while (!atomic_load(&w->stop_requested)) {
+		if (poll(&pfd, 1, 1000) < 0 && errno != EINTR)
+			break;
+	}
+	char drain[16];
+	while (read(w->stop_pipe[0], drain, sizeof drain) > 0)
+		;
+	return bus_worker_stop(w, w->grace_ms);
+}
+
+void bus_worker_free(bus_worker *w)
+{
+	if (w == NULL)
+		return;
+	bus_worker_stop(w, 0);
+	worker_destroy(w);
+}
+
+void bus_worker_get_stats(bus_worker_stats *out, const bus_worker *cw)
+{
+	if (out == NULL)
+		return;
+	memset(out, 0, sizeof *out);
+	if (cw == NULL)
+		return;
+	struct bus_worker *w = (struct bus_worker *)cw;
+	out->claimed = atomic_load(&w->stats.claimed);
+	out->completed = atomic_load(&w->stats.completed);
+	out->retried = atomic_load(&w->stats.retried);
+	out->discarded = atomic_load(&w->stats.discarded);
+	out->snoozed = atomic_load(&w->stats.snoozed);
+	out->cancelled = atomic_load(&w->stats.cancelled);
+	out->given_back = atomic_load(&w->stats.given_back);
+	out->rescued = atomic_load(&w->stats.rescued);
+	out->lost = atomic_load(&w->stats.lost);
+	pthread_mutex_lock(&w->lock);
+	for (size_t i = 0; i < w->n_slots; i++)
+		out->running += w->slots[i].running ? 1 : 0;
+	pthread_mutex_unlock(&w->lock);
+}

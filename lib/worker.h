@@ -1,0 +1,112 @@
+/*
+ * A worker's parts and how they share work:
+ *
+ *   fetcher ──claim──▶ per-queue FIFO ──▶ executors (one thread per slot)
+ *                                           │ outcome, decided by policy.c
+ *   maintenance: extend leases, rescue,     ▼
+ *   prune                                 completer ──finish (batched)──▶ store
+ *
+ * One mutex guards the FIFOs, the slots and the completer's batch; store
+ * calls are made outside it, each thread on its own connection.
+ */
+#ifndef BUS_LIB_WORKER_H
+#define BUS_LIB_WORKER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "bus/backend.h"
+#include "child.h"
+
+enum abort_reason {
+	ABORT_NONE = 0,
+	ABORT_LOST,     /* cancelled by hand, or rescued: not ours any more */
+	ABORT_SHUTDOWN, /* past the grace period: give the job back */
+};
+
+/* Claimed jobs waiting for an executor of their queue. */
+struct job_fifo {
+	bus_job *items; /* a ring of owned rows */
+	size_t head, len, cap;
+};
+
+struct worker_queue {
+	char *name;      /* owned */
+	int concurrency; /* executor slots */
+	int busy;        /* slots running a job */
+	struct job_fifo pending;
+};
+
+/* An executor and the job it runs. */
+struct worker_slot {
+	struct bus_worker *w;
+	struct worker_queue *queue;
+	pthread_t thread;
+	int started;
+	struct bus_child *child; /* process isolation */
+	int running;             /* a job is claimed by this slot */
+	bus_job job;             /* owned while running */
+	atomic_int abort;        /* enum abort_reason, set by others */
+	int given_back;          /* stop() gave the job back itself */
+};
+
+/* Outcomes waiting to be written; strings owned. */
+struct finish_batch {
+	bus_store_finish *items;
+	size_t len, cap;
+};
+
+enum worker_state { W_NEW, W_RUNNING, W_STOPPING, W_STOPPED };
+
+struct bus_worker {
+	bus *bus;
+	char *node; /* owned */
+	struct worker_queue *queues;
+	size_t n_queues;
+	struct worker_slot *slots;
+	size_t n_slots;
+	bus_isolation isolation;
+	int fetch_batch;
+	int64_t poll_ms, lease_us, rescue_ms, retention_s, grace_ms;
+	int completer_batch;
+	int64_t flush_ms;
+
+	pthread_mutex_t lock;
+	pthread_cond_t work;      /* executors: a job arrived, or stopping */
+	pthread_cond_t room;      /* fetcher: a slot freed up, or stopping */
+	pthread_cond_t flush;     /* completer: outcomes waiting, or stopping */
+	pthread_cond_t idle;      /* stop: a slot finished */
+	pthread_cond_t tick;      /* maintenance and fetcher sleep on it */
+	int state;                /* enum worker_state */
+	int claiming;             /* the fetcher may claim */
+	int completer_done;       /* completer: flush and exit */
+	int maintenance_go;       /* maintenance: 0 to exit */
+	struct finish_batch batch;
+
+	atomic_int stop_requested; /* set from a signal handler */
+	int stop_pipe[2];          /* written from a signal handler */
+	pthread_t fetcher, completer, maintenance;
+	int fetcher_started, completer_started, maintenance_started;
+	/* Each thread's own connection (one shared instance for memory:). */
+	bus_store *fetch_store, *complete_store, *maint_store;
+
+	struct {
+		atomic_uint_fast64_t claimed, completed, retried, discarded,
+			snoozed, cancelled, given_back, rescued, lost;
+	} stats;
+};
+
+/* worker_exec.c: an executor thread. */
+void *bus__worker_executor(void *slot);
+/* worker_complete.c: the completer thread, and handing it an outcome
+ * (copies the strings; takes the lock itself). */
+void *bus__worker_completer(void *w);
+int bus__worker_submit(struct bus_worker *w, const bus_store_finish *f);
+/* worker_maint.c: the maintenance thread. */
+void *bus__worker_maintenance(void *w);
+
+/* Sleeps on w->tick for up to `ms`, returning early once *go is 0 (read
+ * under the lock; whoever clears it broadcasts tick). */
+void bus__worker_nap(struct bus_worker *w, int64_t ms, const int *go);
+
+#endif

@@ -1,0 +1,168 @@
+/* An executor: takes claimed jobs of its queue one at a time, runs each
+ * job's handler through the middleware chain (in this thread, or handed to
+ * its child process), and passes the outcome to the completer. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "core.h"
+#include "ctx.h"
+#include "error.h"
+#include "policy.h"
+#include "worker.h"
+
+/* The innermost step under process isolation: the child runs the handler. */
+static int hand_off(bus_ctx *ctx, void *arg)
+{
+	struct worker_slot *slot = arg;
+	struct bus_outcome o = { 0, NULL, 0 };
+	int rc = bus__child_run(slot->child, ctx->job, ctx->job->timeout_ms,
+				&slot->abort, &o);
+	if (rc != 0)
+		return rc;
+	free(ctx->error);
+	ctx->error = o.error;
+	ctx->snooze_s = o.snooze_s;
+	if (o.rc != 0 && o.error != NULL)
+		bus__error_set(o.rc, "%s", o.error);
+	return o.rc;
+}
+
+static char *format_timeout(int64_t timeout_ms)
+{
+	char *text = NULL;
+	if (asprintf(&text, "timeout after %gs (the handler returned past its "
+			    "deadline)",
+		     (double)timeout_ms / 1000.0) < 0)
+		return NULL;
+	return text;
+}
+
+static void run_job(struct worker_slot *slot, struct bus_outcome *o)
+{
+	struct bus_worker *w = slot->w;
+	bus *b = w->bus;
+	const bus_job *job = &slot->job;
+	const struct bus_handler *h =
+		bus__registry_find_durable(&b->registry, job->handler);
+	o->rc = 0;
+	o->error = NULL;
+	o->snooze_s = 0;
+	if (h == NULL) {
+		o->rc = BUS_ENOTFOUND;
+		if (asprintf(&o->error,
+			     "no durable handler named '%s' is registered in "
+			     "worker '%s'",
+			     job->handler, w->node) < 0)
+			o->error = NULL;
+		return;
+	}
+	int64_t deadline = job->timeout_ms > 0
+				   ? bus__mono_ns() + job->timeout_ms * 1000000
+				   : 0;
+	struct bus_message m;
+	int rc = bus__message_from_job(&m, b, job, h->kind, deadline);
+	if (rc != 0) {
+		o->rc = rc;
+		o->error = strdup(bus_error_last()->message);
+		bus__message_fini(&m);
+		return;
+	}
+	bus_ctx ctx = { &m, h, NULL, NULL, job, 0, NULL, NULL, &slot->abort };
+	if (w->isolation == BUS_ISOLATION_PROCESS) {
+		ctx.invoke = hand_off;
+		ctx.invoke_arg = slot;
+	}
+	rc = bus__run_chain(&ctx, bus__registry_middleware(&b->registry));
+	if (w->isolation == BUS_ISOLATION_THREAD && deadline != 0 &&
+	    (rc == 0 || rc == BUS_ESNOOZE) && bus__mono_ns() >= deadline) {
+		/* Threads cannot be stopped: a late success still counts as a
+		 * timeout, so the job's limit means the same in both modes. */
+		rc = BUS_ETIMEOUT;
+		free(ctx.error);
+		ctx.error = format_timeout(job->timeout_ms);
+	}
+	o->rc = rc;
+	o->error = ctx.error;
+	o->snooze_s = ctx.snooze_s;
+	free(ctx.result);
+	bus__message_fini(&m);
+}
+
+static void finish_job(struct worker_slot *slot, const struct bus_outcome *o)
+{
+	struct bus_worker *w = slot->w;
+	const bus_job *job = &slot->job;
+	int reason = atomic_load(&slot->abort);
+	if (reason == ABORT_LOST) {
+		/* Cancelled by hand or rescued: its fate is recorded already. */
+		atomic_fetch_add(&w->stats.lost, 1);
+		return;
+	}
+	bus_store_finish f;
+	if (reason == ABORT_SHUTDOWN) {
+		pthread_mutex_lock(&w->lock);
+		int done = slot->given_back;
+		slot->given_back = 1;
+		pthread_mutex_unlock(&w->lock);
+		if (done)
+			return;
+		f = (bus_store_finish){ job->id, w->node, job->attempt, 0,
+					BUS_JOB_AVAILABLE, -1, NULL, 1 };
+	} else {
+		const struct bus_handler *h =
+			bus__registry_find_durable(&w->bus->registry,
+						   job->handler);
+		bus__policy_decide(&f, job, h, w->node, o);
+	}
+	bus__worker_submit(w, &f);
+}
+
+/* Frees the strings of a row held in a slot. */
+static void release_job(bus_job *job)
+{
+	bus_job *copy = malloc(sizeof *copy);
+	if (copy != NULL) {
+		*copy = *job;
+		bus_job_free(copy);
+	}
+	memset(job, 0, sizeof *job);
+}
+
+void *bus__worker_executor(void *arg)
+{
+	struct worker_slot *slot = arg;
+	struct bus_worker *w = slot->w;
+	struct worker_queue *q = slot->queue;
+	pthread_mutex_lock(&w->lock);
+	for (;;) {
+		while (q->pending.len == 0 && w->state == W_RUNNING)
+			pthread_cond_wait(&w->work, &w->lock);
+		if (w->state != W_RUNNING)
+			break; /* stop() gives back what still waits */
+		struct job_fifo *f = &q->pending;
+		slot->job = f->items[f->head];
+		f->head = (f->head + 1) % f->cap;
+		f->len--;
+		slot->running = 1;
+		slot->given_back = 0;
+		atomic_store(&slot->abort, ABORT_NONE);
+		q->busy++;
+		pthread_mutex_unlock(&w->lock);
+
+		struct bus_outcome o;
+		run_job(slot, &o);
+		finish_job(slot, &o);
+		free(o.error);
+
+		pthread_mutex_lock(&w->lock);
+		release_job(&slot->job);
+		slot->running = 0;
+		q->busy--;
+		pthread_cond_signal(&w->room);
+		pthread_cond_broadcast(&w->idle);
+	}
+	pthread_mutex_unlock(&w->lock);
+	return NULL;
+}
