@@ -98,6 +98,8 @@ int bus_open(bus **out, const char *url)
 	if (b == NULL)
 		return bus__error_oom();
 	bus__logger_init(&b->log);
+	pthread_mutex_init(&b->workers_lock, NULL);
+	atomic_init(&b->n_workers, 0);
 	rc = bus__registry_init(&b->registry);
 	if (rc != 0) {
 		free(b);
@@ -119,6 +121,7 @@ void bus_close(bus *b)
 		return;
 	bus__store_pool_destroy(&b->store);
 	bus__registry_destroy(&b->registry);
+	pthread_mutex_destroy(&b->workers_lock);
 	free(b);
 }
 

@@ -2,6 +2,9 @@
 #ifndef BUS_LIB_CORE_H
 #define BUS_LIB_CORE_H
 
+#include <pthread.h>
+#include <stdatomic.h>
+
 #include "bus/bus.h"
 #include "log.h"
 #include "registry.h"
@@ -13,7 +16,15 @@ struct bus {
 	struct bus_store_pool store;
 	bus_clock_fn clock; /* NULL: the store's clock */
 	void *clock_udata;
+	/* Running workers, woken when this bus stores a job so that they need
+	 * not wait for their next poll. */
+	pthread_mutex_t workers_lock;
+	struct bus_worker *workers; /* linked through next_on_bus */
+	atomic_int n_workers;
 };
+
+/* Tells this bus's running workers that jobs were stored. */
+void bus__wake_workers(bus *b);
 
 /* The `now` for store operations: the bus's clock, or 0 (the store's). */
 static inline int64_t bus__now(const bus *b)

@@ -100,6 +100,7 @@ int bus__message_init(struct bus_message *m, bus *b,
 		m->meta = parent->meta;
 		m->user = parent->user;
 		m->deadline_ns = parent->deadline_ns;
+		m->tx = parent->tx;
 	} else {
 		/* The first message of a conversation names it. */
 		m->request_id = m->id;
@@ -108,12 +109,15 @@ int bus__message_init(struct bus_message *m, bus *b,
 		m->meta = empty_object;
 		m->user = NULL;
 		m->deadline_ns = 0;
+		m->tx = NULL;
 	}
 	if (opts == NULL)
 		return 0;
 
 	if (opts->user != NULL)
 		m->user = opts->user;
+	if (opts->tx != NULL)
+		m->tx = opts->tx;
 	if (opts->timeout_ms > 0) {
 		int64_t now = bus__mono_ns();
 		int64_t deadline = opts->timeout_ms > (INT64_MAX - now) / 1000000

@@ -48,6 +48,7 @@ struct bus_message {
 
 	void *user;
 	int64_t deadline_ns; /* CLOCK_MONOTONIC; 0: none */
+	void *tx; /* the application's transaction for durable jobs, or NULL */
 };
 
 struct bus_ctx {

@@ -154,10 +154,16 @@ static int prepare(struct prepared *p, bus *b, const struct bus_message *m,
 	return 0;
 }
 
-/* Inserts prepared jobs in one store call. */
-static int insert(bus *b, struct prepared *p, size_t n,
+/* Inserts prepared jobs in one store call: through the bus's own
+ * connection, or the application's transaction `tx`. */
+static int insert(bus *b, void *tx, struct prepared *p, size_t n,
 		  bus_enqueue_result *results)
 {
+	if (tx != NULL && b->store.ops->insert_tx == NULL)
+		return bus__error_set(BUS_EINVAL,
+				      "the %s store has no transactions: enqueue "
+				      "without a tx (outbox) connection",
+				      b->store.ops->name);
 	bus_store_new_job stack_jobs[16];
 	bus_enqueue_result stack_results[16];
 	bus_store_new_job *jobs =
@@ -174,9 +180,15 @@ static int insert(bus *b, struct prepared *p, size_t n,
 	if (rc == 0)
 		rc = bus__store_acquire(&b->store, &s);
 	if (rc == 0) {
-		rc = b->store.ops->insert(s, bus__now(b), jobs, n, res);
+		rc = tx ? b->store.ops->insert_tx(s, tx, bus__now(b), jobs, n,
+						  res)
+			: b->store.ops->insert(s, bus__now(b), jobs, n, res);
 		bus__store_release(&b->store, s);
 	}
+	/* A job in the application's transaction is not visible before its
+	 * commit: waking workers for it would find nothing. */
+	if (rc == 0 && tx == NULL)
+		bus__wake_workers(b);
 	if (jobs != stack_jobs)
 		free(jobs);
 	if (res != results && res != stack_results)
@@ -204,7 +216,7 @@ int bus__enqueue_for_message(bus *b, const struct bus_message *m,
 		rc = prepare(&p[i], b, m, handlers[i]->name, handlers[i], NULL,
 			     now);
 	if (rc == 0)
-		rc = insert(b, p, n, results);
+		rc = insert(b, m->tx, p, n, results);
 	prepared_free(p, n);
 	return rc;
 }
@@ -238,7 +250,7 @@ static int item_message(struct bus_message *m, bus *b,
 	return rc;
 }
 
-static int enqueue_items(bus_enqueue_result *results, bus *b,
+static int enqueue_items(bus_enqueue_result *results, bus *b, void *tx,
 			 const struct bus_message *parent,
 			 const bus_enqueue_item *items, size_t n)
 {
@@ -267,7 +279,8 @@ static int enqueue_items(bus_enqueue_result *results, bus *b,
 		bus__message_fini(&m);
 	}
 	if (rc == 0)
-		rc = insert(b, p, n, results);
+		rc = insert(b, tx ? tx : parent ? parent->tx : NULL, p, n,
+			    results);
 	prepared_free(p, n);
 	return rc;
 }
@@ -275,7 +288,24 @@ static int enqueue_items(bus_enqueue_result *results, bus *b,
 int bus_enqueue_many(bus_enqueue_result *results, bus *b,
 		     const bus_enqueue_item *items, size_t n)
 {
-	return enqueue_items(results, b, NULL, items, n);
+	return enqueue_items(results, b, NULL, NULL, items, n);
+}
+
+int bus_enqueue_many_tx(bus_enqueue_result *results, bus *b, void *tx,
+			const bus_enqueue_item *items, size_t n)
+{
+	if (tx == NULL)
+		return bus__error_set(BUS_EINVAL, "bus_enqueue_many_tx: tx is "
+						  "NULL");
+	return enqueue_items(results, b, tx, NULL, items, n);
+}
+
+int bus_enqueue_tx(bus_enqueue_result *result, bus *b, void *tx,
+		   const char *kind, const char *payload,
+		   const bus_job_opts *opts)
+{
+	bus_enqueue_item item = { kind, NULL, payload, opts };
+	return bus_enqueue_many_tx(result, b, tx, &item, 1);
 }
 
 int bus_enqueue_to(bus_enqueue_result *result, bus *b, const char *kind,
@@ -283,7 +313,7 @@ int bus_enqueue_to(bus_enqueue_result *result, bus *b, const char *kind,
 		   const bus_job_opts *opts)
 {
 	bus_enqueue_item item = { kind, handler, payload, opts };
-	return enqueue_items(result, b, NULL, &item, 1);
+	return enqueue_items(result, b, NULL, NULL, &item, 1);
 }
 
 int bus_enqueue(bus_enqueue_result *result, bus *b, const char *kind,
@@ -299,5 +329,5 @@ int bus_ctx_enqueue(bus_enqueue_result *result, bus_ctx *ctx,
 	if (ctx == NULL)
 		return bus__error_set(BUS_EINVAL, "context is NULL");
 	bus_enqueue_item item = { kind, NULL, payload, opts };
-	return enqueue_items(result, ctx->msg->bus, ctx->msg, &item, 1);
+	return enqueue_items(result, ctx->msg->bus, NULL, ctx->msg, &item, 1);
 }

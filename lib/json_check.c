@@ -67,10 +67,19 @@ static int utf8_seq(const unsigned char *p)
 	return 0;
 }
 
+/* 1 for bytes a string may hold as they are: printable ASCII other than
+ * the quote and the backslash. One lookup skips them; everything else takes
+ * the careful path below. */
+static const unsigned char plain[256] = {
+	[0x20] = 1, [0x21] = 1, [0x23 ... 0x5b] = 1, [0x5d ... 0x7e] = 1,
+};
+
 /* p points after the opening quote; returns the byte after the closing one. */
 static const unsigned char *scan_string(struct scan *s, const unsigned char *p)
 {
 	for (;;) {
+		while (plain[*p])
+			p++;
 		unsigned char c = *p;
 		if (c == '"')
 			return p + 1;

@@ -181,6 +181,7 @@ static int ops_complete(const struct plugin *p, const struct bus_store_ops *ops)
 		{ "set_paused", ops->set_paused != NULL },
 		{ "counts", ops->counts != NULL },
 		{ "prune", ops->prune != NULL },
+		{ "insert_tx", ops->insert_tx != NULL },
 	};
 	for (size_t i = 0; i < sizeof required / sizeof required[0]; i++)
 		if (!required[i].present)

@@ -252,15 +252,56 @@ static void deadline_in(struct timespec *ts, int64_t ms)
 	ts->tv_nsec = ns % 1000000000;
 }
 
-void bus__worker_nap(struct bus_worker *w, int64_t ms, const int *go)
+void bus__worker_nap(struct bus_worker *w, int64_t ms, const int *go,
+		     int wakeable)
 {
 	struct timespec ts;
 	deadline_in(&ts, ms);
 	pthread_mutex_lock(&w->lock);
-	while (*go &&
+	unsigned wakes = w->wakes;
+	while (*go && !(wakeable && w->wakes != wakes) &&
 	       pthread_cond_timedwait(&w->tick, &w->lock, &ts) != ETIMEDOUT)
 		;
 	pthread_mutex_unlock(&w->lock);
+}
+
+void bus__wake_workers(bus *b)
+{
+	if (atomic_load_explicit(&b->n_workers, memory_order_relaxed) == 0)
+		return;
+	pthread_mutex_lock(&b->workers_lock);
+	for (struct bus_worker *w = b->workers; w != NULL; w = w->next_on_bus) {
+		pthread_mutex_lock(&w->lock);
+		w->wakes++;
+		pthread_cond_broadcast(&w->tick);
+		pthread_mutex_unlock(&w->lock);
+	}
+	pthread_mutex_unlock(&b->workers_lock);
+}
+
+static void attach_to_bus(struct bus_worker *w)
+{
+	bus *b = w->bus;
+	pthread_mutex_lock(&b->workers_lock);
+	w->next_on_bus = b->workers;
+	b->workers = w;
+	atomic_fetch_add(&b->n_workers, 1);
+	pthread_mutex_unlock(&b->workers_lock);
+}
+
+static void detach_from_bus(struct bus_worker *w)
+{
+	bus *b = w->bus;
+	pthread_mutex_lock(&b->workers_lock);
+	for (struct bus_worker **p = &b->workers; *p != NULL;
+	     p = &(*p)->next_on_bus) {
+		if (*p == w) {
+			*p = w->next_on_bus;
+			atomic_fetch_sub(&b->n_workers, 1);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&b->workers_lock);
 }
 
 /* ---- the fetcher -------------------------------------------------------- */
@@ -344,7 +385,7 @@ static void *fetcher(void *arg)
 				bus__log(&b->log, BUS_LOG_ERROR,
 					 "worker '%s': claim failed: %s",
 					 w->node, bus_error_last()->message);
-			bus__worker_nap(w, w->poll_ms, &w->claiming);
+			bus__worker_nap(w, w->poll_ms, &w->claiming, 1);
 			pthread_mutex_lock(&w->lock);
 			continue;
 		}
@@ -369,7 +410,7 @@ static void *fetcher(void *arg)
 		if (n < want && w->claiming) {
 			/* Nothing more is due: look again after the interval. */
 			pthread_mutex_unlock(&w->lock);
-			bus__worker_nap(w, w->poll_ms, &w->claiming);
+			bus__worker_nap(w, w->poll_ms, &w->claiming, 1);
 			pthread_mutex_lock(&w->lock);
 		}
 	}
@@ -482,6 +523,7 @@ int bus_worker_start(bus_worker *w)
 		join_all(w);
 		return bus__error_set(err, "%s", why);
 	}
+	attach_to_bus(w);
 	bus__log(&w->bus->log, BUS_LOG_INFO,
 		 "worker '%s' started: %zu executors (%s isolation)", w->node,
 		 w->n_slots,
@@ -493,6 +535,7 @@ int bus_worker_start(bus_worker *w)
  * stopped), flushing the completer, then frees children and connections. */
 static void join_all(struct bus_worker *w)
 {
+	detach_from_bus(w);
 	pthread_mutex_lock(&w->lock);
 	w->claiming = 0;
 	pthread_cond_broadcast(&w->room);

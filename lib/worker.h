@@ -81,6 +81,8 @@ struct bus_worker {
 	int claiming;             /* the fetcher may claim */
 	int completer_done;       /* completer: flush and exit */
 	int maintenance_go;       /* maintenance: 0 to exit */
+	unsigned wakes;           /* bumped when jobs were stored locally */
+	struct bus_worker *next_on_bus;
 	struct finish_batch batch;
 
 	atomic_int stop_requested; /* set from a signal handler */
@@ -106,7 +108,9 @@ int bus__worker_submit(struct bus_worker *w, const bus_store_finish *f);
 void *bus__worker_maintenance(void *w);
 
 /* Sleeps on w->tick for up to `ms`, returning early once *go is 0 (read
- * under the lock; whoever clears it broadcasts tick). */
-void bus__worker_nap(struct bus_worker *w, int64_t ms, const int *go);
+ * under the lock; whoever clears it broadcasts tick), or, when `wakeable`,
+ * once jobs were stored on this bus. */
+void bus__worker_nap(struct bus_worker *w, int64_t ms, const int *go,
+		     int wakeable);
 
 #endif

@@ -173,7 +173,7 @@ void *bus__worker_maintenance(void *arg)
 			next = next_prune;
 		now = bus__mono_ns() / 1000000;
 		bus__worker_nap(w, next > now ? next - now : 0,
-				&w->maintenance_go);
+				&w->maintenance_go, 0);
 		pthread_mutex_lock(&w->lock);
 	}
 	pthread_mutex_unlock(&w->lock);

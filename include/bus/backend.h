@@ -174,6 +174,15 @@ struct bus_store_ops {
 	/* Deletes up to `limit` finished jobs with finished_at < now - age_us. */
 	int (*prune)(bus_store *s, int64_t now, int64_t age_us, size_t limit,
 		     int64_t *deleted);
+
+	/* The outbox: like insert, but through the application's own open
+	 * connection `tx` (MYSQL *, PGconn *) inside its transaction, which
+	 * the backend neither begins nor ends; `s` supplies the configuration
+	 * (table names). The jobs exist exactly when the application commits.
+	 * May be NULL in a store without transactions (memory:). */
+	int (*insert_tx)(bus_store *s, void *tx, int64_t now,
+			 const bus_store_new_job *jobs, size_t n,
+			 bus_enqueue_result *results);
 };
 
 /* The one symbol a backend exports. `core_abi` is the core's

@@ -221,10 +221,16 @@ typedef struct bus_dispatch_opts {
 	int64_t timeout_ms;
 	/* BUS_PUBLISH_* flags. */
 	unsigned int flags;
+	/* The outbox: the application's own open connection (MYSQL *,
+	 * PGconn *) in a transaction. Jobs of durable handlers are then
+	 * written through it and exist exactly when the application commits.
+	 * NULL: the bus's own connections. A nested dispatch inherits it. */
+	void *tx;
 } bus_dispatch_opts;
 
 #define BUS_DISPATCH_OPTS_VERSION 1
-#define BUS_DISPATCH_OPTS_INIT { BUS_DISPATCH_OPTS_VERSION, NULL, NULL, 0, 0 }
+#define BUS_DISPATCH_OPTS_INIT                                                 \
+	{ BUS_DISPATCH_OPTS_VERSION, NULL, NULL, 0, 0, NULL }
 
 typedef struct bus_publish_result {
 	size_t handlers; /* in-process handlers that ran */

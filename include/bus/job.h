@@ -212,6 +212,20 @@ BUS_EXTERN int bus_ctx_enqueue(bus_enqueue_result *result, bus_ctx *ctx,
 BUS_EXTERN int bus_enqueue_many(bus_enqueue_result *results, bus *b,
 				const bus_enqueue_item *items, size_t n);
 
+/*
+ * The outbox: the same, written through the application's own open
+ * connection `tx` (a MYSQL * for mysql://, a PGconn * for postgres://)
+ * inside the transaction the application has begun and will commit or roll
+ * back itself. The jobs exist exactly when its own writes do. memory: has no
+ * transactions: BUS_EINVAL.
+ */
+BUS_EXTERN int bus_enqueue_tx(bus_enqueue_result *result, bus *b, void *tx,
+			      const char *kind, const char *payload,
+			      const bus_job_opts *opts);
+BUS_EXTERN int bus_enqueue_many_tx(bus_enqueue_result *results, bus *b,
+				   void *tx, const bus_enqueue_item *items,
+				   size_t n);
+
 /* ------------------------------------------------------------------------ */
 /* Inside a durable handler                                                  */
 /* ------------------------------------------------------------------------ */

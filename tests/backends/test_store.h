@@ -128,6 +128,13 @@ static inline int test_prune(bus_store *s, int64_t now, int64_t age_us,
 	return test_fail(s, "prune");
 }
 
+static inline int test_insert_tx(bus_store *s, void *tx, int64_t now,
+				 const bus_store_new_job *jobs, size_t n,
+				 bus_enqueue_result *results)
+{
+	return test_fail(s, "insert_tx");
+}
+
 /* An initializer for struct bus_store_ops with every operation but claim,
  * which is `claim_op` so that one plug-in can leave it out. */
 #define TEST_STORE_OPS(abi, store_name, claim_op)                              \
@@ -141,6 +148,7 @@ static inline int test_prune(bus_store *s, int64_t now, int64_t age_us,
 		.cancel = test_cancel, .retry = test_retry,                    \
 		.remove = test_remove, .set_paused = test_set_paused,          \
 		.counts = test_counts, .prune = test_prune,                    \
+		.insert_tx = test_insert_tx,                                   \
 	}
 
 #endif
