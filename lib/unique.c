@@ -176,7 +176,8 @@ static void put_object(struct buf *b, const cJSON *obj)
 	size_t i = 0;
 	for (const cJSON *c = obj->child; c; c = c->next)
 		items[i++] = c;
-	qsort(items, n, sizeof *items, key_cmp);
+	if (n > 1)
+		qsort(items, n, sizeof *items, key_cmp);
 	put(b, "{", 1);
 	for (i = 0; i < n; i++) {
 		if (i)

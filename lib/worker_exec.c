@@ -101,7 +101,9 @@ static void finish_job(struct worker_slot *slot, const struct bus_outcome *o)
 		return;
 	}
 	bus_store_finish f;
-	if (reason == ABORT_SHUTDOWN) {
+	/* Stopped by shutdown: a job that still succeeded is done; any other
+	 * outcome is the interruption's, so the job goes back unspent. */
+	if (reason == ABORT_SHUTDOWN && o->rc != 0) {
 		pthread_mutex_lock(&w->lock);
 		int done = slot->given_back;
 		slot->given_back = 1;

@@ -173,9 +173,9 @@ typedef struct bus_enqueue_result {
 	bus_insert_status status;
 } bus_enqueue_result;
 
-/* Backoff: the delay before the retry after failed attempt `attempt`
- * (1 for the first). Default: min(2^(attempt-1), 60) minutes, with up to
- * 10% jitter. */
+/* Backoff: the delay in microseconds before the retry after failed attempt
+ * `attempt` (1 for the first). Default: min(2^(attempt-1), 60) minutes, with
+ * up to 10% jitter. */
 typedef int64_t (*bus_backoff_fn)(int attempt, void *udata);
 
 /*
@@ -275,7 +275,8 @@ BUS_EXTERN int bus_job_cancel(bus *b, int64_t id);
  * it still holds it (it finished in a state that counts); one that left its
  * unique states no longer counts as unique once retried. */
 BUS_EXTERN int bus_job_retry(bus *b, int64_t id);
-/* Deletes a job that is not running (BUS_ESTATE when it is). */
+/* Deletes a job that is not running (BUS_ESTATE when it is). These three
+ * return BUS_ENOTFOUND for an id that does not exist. */
 BUS_EXTERN int bus_job_delete(bus *b, int64_t id);
 
 /* A paused queue is not claimed from; jobs can still be enqueued. */

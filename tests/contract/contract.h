@@ -106,8 +106,11 @@ bus_job *contract_get_job(bus *b, int64_t id, const char *file, int line);
 bus_job *contract_wait_job(bus *b, int64_t id, bus_job_state state,
 			   int attempt, const char *file, int line);
 
-/* Waits until cond(arg) is true; fails naming `what` after the bound. */
+/* Polls until cond(arg) is true: 1, or 0 after the liveness bound. */
 typedef int (*contract_cond_fn)(void *arg);
+int contract_poll(contract_cond_fn cond, void *arg);
+
+/* Waits until cond(arg) is true; fails naming `what` after the bound. */
 #define wait_for(cond, arg, what)                                              \
 	contract_wait_for(cond, arg, what, __FILE__, __LINE__)
 void contract_wait_for(contract_cond_fn cond, void *arg, const char *what,
@@ -123,8 +126,8 @@ void contract_wait_atomic(atomic_int *v, int want, const char *what,
 #define wait_idle(w) contract_wait_idle(w, __FILE__, __LINE__)
 void contract_wait_idle(bus_worker *w, const char *file, int line);
 
-/* Jobs matching the filter's fields (paged through; the filter's after_id
- * and limit are ignored). */
+/* How many jobs match (paging through bus_job_list). states 0, queue NULL,
+ * kind NULL: any. */
 size_t count_jobs(bus *b, unsigned states, const char *queue,
 		  const char *kind);
 

@@ -223,16 +223,23 @@ bus_job *contract_wait_job(bus *b, int64_t id, bus_job_state state,
 	}
 }
 
-void contract_wait_for(contract_cond_fn cond, void *arg, const char *what,
-		       const char *file, int line)
+int contract_poll(contract_cond_fn cond, void *arg)
 {
 	int64_t deadline = mono_ms() + CONTRACT_LIVENESS_MS;
 	while (!cond(arg)) {
 		if (mono_ms() > deadline)
-			ck_abort_msg("%s:%d: waited %d ms for %s", file, line,
-				     CONTRACT_LIVENESS_MS, what);
+			return 0;
 		sleep_ms(POLL_MS);
 	}
+	return 1;
+}
+
+void contract_wait_for(contract_cond_fn cond, void *arg, const char *what,
+		       const char *file, int line)
+{
+	if (!contract_poll(cond, arg))
+		ck_abort_msg("%s:%d: waited %d ms for %s", file, line,
+			     CONTRACT_LIVENESS_MS, what);
 }
 
 void contract_wait_atomic(atomic_int *v, int want, const char *what,

@@ -54,7 +54,7 @@ static void assert_tags(const bus_job *j, const char *want)
 	ck_assert_str_eq(buf, w);
 }
 
-START_TEST(replace_overwrites_only_allowed_fields_of_available_job)
+START_TEST(replace_overwrites_only_allowed_fields_when_available)
 {
 	bus *b;
 	contract_open(&b);
@@ -81,7 +81,7 @@ START_TEST(replace_overwrites_only_allowed_fields_of_available_job)
 }
 END_TEST
 
-START_TEST(replace_not_allowed_in_existing_state_is_a_duplicate)
+START_TEST(replace_not_allowed_in_the_jobs_state_is_duplicate)
 {
 	bus *b;
 	contract_open(&b);
@@ -193,8 +193,8 @@ TCase *contract_replace(void)
 {
 	TCase *tc = contract_tcase("replace");
 	tcase_add_test(tc,
-		       replace_overwrites_only_allowed_fields_of_available_job);
-	tcase_add_test(tc, replace_not_allowed_in_existing_state_is_a_duplicate);
+		       replace_overwrites_only_allowed_fields_when_available);
+	tcase_add_test(tc, replace_not_allowed_in_the_jobs_state_is_duplicate);
 	tcase_add_test(tc, replace_scheduled_at_moves_a_scheduled_job);
 	tcase_add_test(tc, unique_and_replace_rules_of_the_handler_apply);
 	return tc;

@@ -354,10 +354,12 @@ START_TEST(concurrent_inserts_of_one_unique_job_store_exactly_one)
 
 	int inserted = 0, duplicates = 0;
 	for (int i = 0; i < RACE_THREADS; i++) {
-		ck_assert_msg(r[i].failures == 0, "thread %d: %d enqueues failed",
-			      i, r[i].failures);
+		ck_assert_msg(r[i].failures == 0,
+			      "thread %d: %d enqueues failed", i,
+			      r[i].failures);
 		ck_assert_int_eq(r[i].other, 0);
-		ck_assert_msg(!r[i].ids_differ && r[i].first_id == r[0].first_id,
+		ck_assert_msg(!r[i].ids_differ &&
+				      r[i].first_id == r[0].first_id,
 			      "thread %d saw another job id", i);
 		inserted += r[i].inserted;
 		duplicates += r[i].duplicates;

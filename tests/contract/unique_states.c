@@ -100,7 +100,7 @@ START_TEST(unique_job_in_a_non_counting_state_does_not_block)
 }
 END_TEST
 
-START_TEST(unique_discarded_job_does_not_block_under_default_states)
+START_TEST(unique_discarded_job_does_not_block_by_default)
 {
 	bus *b;
 	struct outcome o = { 0, 0 };
@@ -116,7 +116,7 @@ START_TEST(unique_discarded_job_does_not_block_under_default_states)
 }
 END_TEST
 
-START_TEST(unique_states_lacking_an_unfinished_state_are_einval)
+START_TEST(unique_states_lacking_unfinished_state_are_einval)
 {
 	bus *b;
 	contract_open(&b);
@@ -145,8 +145,7 @@ TCase *contract_unique_states(void)
 	TCase *tc = contract_tcase("unique_states");
 	tcase_add_test(tc, unique_default_states_count_a_completed_job);
 	tcase_add_test(tc, unique_job_in_a_non_counting_state_does_not_block);
-	tcase_add_test(tc,
-		       unique_discarded_job_does_not_block_under_default_states);
-	tcase_add_test(tc, unique_states_lacking_an_unfinished_state_are_einval);
+	tcase_add_test(tc, unique_discarded_job_does_not_block_by_default);
+	tcase_add_test(tc, unique_states_lacking_unfinished_state_are_einval);
 	return tc;
 }

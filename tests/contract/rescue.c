@@ -1,0 +1,254 @@
+/*
+ * Leases: a running job's lease is renewed; a job whose lease ran out (its
+ * worker crashed or hung) is rescued by another worker, and the outcome the
+ * stale worker reports afterwards is refused.
+ *
+ * A "dead" worker is simulated without killing anything: worker A holds the
+ * job with a 60 s lease (renewed every 20 s of real time, so never during
+ * the test), and the test clock jumps 120 s past it. Worker B, rescuing
+ * every 20 ms, is what gets the job rescued within the liveness bound; A's
+ * own rescuer runs every 600 s, though it may make one pass as it starts,
+ * which may come after the jump, so which worker rescued is not asserted.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "contract.h"
+
+/* A handler that holds its job until `release` reaches the job's attempt
+ * (or a safety cap), then succeeds. */
+struct blocker {
+	atomic_int started;
+	atomic_int release;
+	atomic_int returned;
+};
+
+#define RELEASE_ALL 1000
+
+static int block_until_released(bus_ctx *ctx, void *udata)
+{
+	struct blocker *bl = udata;
+	const bus_job *job = bus_ctx_job(ctx);
+	int attempt = job ? job->attempt : 1;
+	atomic_fetch_add(&bl->started, 1);
+	for (int i = 0;
+	     i < CONTRACT_LIVENESS_MS && atomic_load(&bl->release) < attempt;
+	     i++)
+		sleep_ms(1);
+	atomic_fetch_add(&bl->returned, 1);
+	return 0;
+}
+
+struct stranded {
+	bus *b;
+	struct test_clock clock;
+	struct blocker bl;
+	bus_worker *dead, *rescuer;
+	int64_t id;
+};
+
+/* Starts worker "dead" on a job, lets its lease run out by the clock, and
+ * starts worker "b", which rescues it. */
+static void strand_job(struct stranded *s, const char *kind, int max_attempts)
+{
+	memset(&s->bl, 0, sizeof s->bl);
+	contract_open(&s->b);
+	contract_clock_install(s->b, &s->clock);
+	bus_handler_opts ho = BUS_HANDLER_OPTS_INIT;
+	ho.max_attempts = max_attempts;
+	contract_handle(s->b, kind, block_until_released, &s->bl, &ho, kind);
+	s->id = enqueue_ok(s->b, kind, "{}", NULL, BUS_INSERTED);
+
+	s->dead = contract_start_worker(
+		s->b, &(struct contract_worker_opts){
+			      .queue = kind, .node = "dead", .lease_ms = 60000,
+			      .rescue_interval_ms = 600000 });
+	wait_atomic(&s->bl.started, 1, "the handler to start on 'dead'");
+	bus_job *j = get_job(s->b, s->id);
+	ck_assert_str_eq(bus_job_state_name(j->state), "executing");
+	ck_assert_str_eq(j->attempted_by, "dead");
+	ck_assert_int_eq(j->attempted_at, CONTRACT_T0_US);
+	ck_assert_int_eq(j->lease_until, CONTRACT_T0_US + 60 * SEC_US);
+	bus_job_free(j);
+
+	clock_advance(&s->clock, 120 * SEC_US);
+	s->rescuer = contract_start_worker(
+		s->b, &(struct contract_worker_opts){ .queue = kind,
+						      .node = "b" });
+}
+
+static void release_and_close(struct stranded *s)
+{
+	atomic_store(&s->bl.release, RELEASE_ALL);
+	bus_worker_free(s->rescuer);
+	bus_worker_free(s->dead);
+	bus_close(s->b);
+}
+
+START_TEST(expired_lease_of_stalled_worker_is_rescued_to_retryable)
+{
+	struct stranded s;
+	strand_job(&s, "rescue.retry", 3);
+	bus_job *j = wait_job(s.b, s.id, BUS_JOB_RETRYABLE, 1);
+	assert_errors(j, 1, "lease expired");
+	assert_errors(j, 1, "dead");
+	int64_t delay = j->scheduled_at - clock_now(&s.clock);
+	ck_assert_msg(delay >= 60 * SEC_US && delay <= 66 * SEC_US,
+		      "rescued job retries in %lld us, expected the backoff "
+		      "of attempt 1",
+		      (long long)delay);
+	bus_job_free(j);
+
+	bus_worker_stats a, bst;
+	bus_worker_get_stats(&a, s.dead);
+	bus_worker_get_stats(&bst, s.rescuer);
+	ck_assert_int_eq(a.rescued + bst.rescued, 1);
+	release_and_close(&s);
+}
+END_TEST
+
+struct lost_wait {
+	bus_worker *w;
+};
+
+static int has_lost_one(void *arg)
+{
+	bus_worker_stats st;
+	bus_worker_get_stats(&st, ((struct lost_wait *)arg)->w);
+	return st.lost >= 1;
+}
+
+/*
+ * The rescued job is due again and claimed for attempt 2 before the stale
+ * attempt 1 reports success: the stale outcome must be refused, leaving
+ * attempt 2 running, which then completes on its own.
+ */
+START_TEST(completion_by_worker_that_lost_its_lease_is_refused)
+{
+	struct stranded s;
+	strand_job(&s, "rescue.stale", 3);
+	bus_job *j = wait_job(s.b, s.id, BUS_JOB_RETRYABLE, 1);
+	clock_advance(&s.clock, j->scheduled_at - clock_now(&s.clock));
+	bus_job_free(j);
+	j = wait_job(s.b, s.id, BUS_JOB_EXECUTING, 2);
+	char holder[64];
+	snprintf(holder, sizeof holder, "%s",
+		 j->attempted_by ? j->attempted_by : "");
+	bus_job_free(j);
+
+	/* Attempt 1, on worker 'dead', now succeeds. */
+	atomic_store(&s.bl.release, 1);
+	struct lost_wait lw = { s.dead };
+	wait_for(has_lost_one, &lw, "worker 'dead' to count a lost outcome");
+	bus_worker_stats st;
+	bus_worker_get_stats(&st, s.dead);
+	ck_assert_int_eq(st.lost, 1);
+	ck_assert_int_eq(st.completed, 0);
+	j = get_job(s.b, s.id);
+	ck_assert_msg(j->state == BUS_JOB_EXECUTING && j->attempt == 2,
+		      "the stale outcome of attempt 1 changed the job: it is "
+		      "%s with attempt %d",
+		      bus_job_state_name(j->state), j->attempt);
+	ck_assert_str_eq(j->attempted_by, holder);
+	ck_assert_int_eq(j->finished_at, 0);
+	bus_job_free(j);
+
+	/* Attempt 2 is unharmed and completes. */
+	atomic_store(&s.bl.release, 2);
+	j = wait_job(s.b, s.id, BUS_JOB_COMPLETED, 2);
+	assert_errors(j, 1, "lease expired");
+	bus_job_free(j);
+	release_and_close(&s);
+}
+END_TEST
+
+START_TEST(expired_lease_with_no_attempts_left_is_discarded)
+{
+	struct stranded s;
+	strand_job(&s, "rescue.discard", 1);
+	bus_job *j = wait_job(s.b, s.id, BUS_JOB_DISCARDED, 1);
+	ck_assert_int_eq(j->finished_at, clock_now(&s.clock));
+	assert_errors(j, 1, "lease expired");
+	bus_job_free(j);
+	release_and_close(&s);
+}
+END_TEST
+
+struct lease_wait {
+	bus *b;
+	int64_t id;
+	int64_t want;
+	/* What the last look saw. */
+	bus_job_state state;
+	int attempt;
+	int64_t lease_until;
+};
+
+static int lease_reaches(void *arg)
+{
+	struct lease_wait *lw = arg;
+	bus_job *j = get_job(lw->b, lw->id);
+	lw->state = j->state;
+	lw->attempt = j->attempt;
+	lw->lease_until = j->lease_until;
+	bus_job_free(j);
+	return lw->lease_until == lw->want;
+}
+
+/* Moves the clock by less than the lease (so the lease never runs out, and
+ * no rescuer may take the job) and waits for the renewal to now + lease. */
+static void assert_renewed_after(bus *b, struct test_clock *c, int64_t id,
+				 int64_t step_us, int64_t lease_us)
+{
+	clock_advance(c, step_us);
+	struct lease_wait lw = { b, id, clock_now(c) + lease_us,
+				 BUS_JOB_AVAILABLE, 0, 0 };
+	ck_assert_msg(contract_poll(lease_reaches, &lw),
+		      "the lease was not renewed to now + lease (%lld): the "
+		      "job is %s, attempt %d, lease_until %lld",
+		      (long long)lw.want, bus_job_state_name(lw.state),
+		      lw.attempt, (long long)lw.lease_until);
+}
+
+START_TEST(running_job_lease_is_renewed)
+{
+	bus *b;
+	struct test_clock clock;
+	struct blocker bl = { 0, 0, 0 };
+	contract_open(&b);
+	contract_clock_install(b, &clock);
+	contract_handle(b, "rescue.renew", block_until_released, &bl, NULL,
+			"rescue.renew");
+	int64_t id = enqueue_ok(b, "rescue.renew", "{}", NULL, BUS_INSERTED);
+	bus_worker *w = contract_start_worker(
+		b, &(struct contract_worker_opts){ .queue = "rescue.renew",
+						   .lease_ms = 300 });
+	wait_atomic(&bl.started, 1, "the handler to start");
+	bus_job *j = get_job(b, id);
+	ck_assert_int_eq(j->lease_until, CONTRACT_T0_US + 300000);
+	bus_job_free(j);
+
+	/* Several renewals' worth of time, each step within the lease. */
+	for (int i = 0; i < 3; i++)
+		assert_renewed_after(b, &clock, id, 200000, 300000);
+
+	atomic_store(&bl.release, 1);
+	bus_job_free(wait_job(b, id, BUS_JOB_COMPLETED, 1));
+	bus_worker_stats st;
+	bus_worker_get_stats(&st, w);
+	ck_assert_int_eq(st.lost, 0);
+	bus_worker_free(w);
+	bus_close(b);
+}
+END_TEST
+
+TCase *contract_rescue(void)
+{
+	TCase *tc = contract_tcase("rescue");
+	tcase_add_test(tc,
+		       expired_lease_of_stalled_worker_is_rescued_to_retryable);
+	tcase_add_test(tc, completion_by_worker_that_lost_its_lease_is_refused);
+	tcase_add_test(tc, expired_lease_with_no_attempts_left_is_discarded);
+	tcase_add_test(tc, running_job_lease_is_renewed);
+	return tc;
+}

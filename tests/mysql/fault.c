@@ -1,0 +1,488 @@
+/* The fault tests' environment: the URL, the test's own connections, the
+ * run's tables, the worker processes, and how a test ends. */
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fault.h"
+
+#define MAX_CHILDREN 64
+
+static struct fault_env *env;  /* the one environment of this program */
+static pid_t parent_pid;       /* only the parent cleans up */
+static struct timespec started;
+static pid_t children[MAX_CHILDREN];
+static int n_children;
+static unsigned watchdog_s;
+
+/* ---- the URL ------------------------------------------------------------ */
+
+static int hex_value(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* A percent-decoded copy of s[0..len), NULL when malformed. */
+static char *decode(const char *s, size_t len)
+{
+	char *out = malloc(len + 1), *o = out;
+	if (out == NULL)
+		fault_fail("out of memory");
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] != '%') {
+			*o++ = s[i];
+			continue;
+		}
+		int hi = i + 2 < len ? hex_value(s[i + 1]) : -1;
+		int lo = i + 2 < len ? hex_value(s[i + 2]) : -1;
+		if (hi < 0 || lo < 0) {
+			free(out);
+			return NULL;
+		}
+		*o++ = (char)(hi * 16 + lo);
+		i += 2;
+	}
+	*o = '\0';
+	return out;
+}
+
+/* Fills `d` from a mysql:// or mariadb:// URL; the message says what is
+ * wrong without repeating the URL (it holds a password). */
+static void parse_url(struct fault_dsn *d, const char *url)
+{
+	const char *p;
+	if (strncmp(url, "mysql://", 8) == 0)
+		p = url + 8;
+	else if (strncmp(url, "mariadb://", 10) == 0)
+		p = url + 10;
+	else
+		fault_fail("BUS_TEST_MYSQL_URL must start with mysql:// or "
+			   "mariadb://");
+	size_t auth_len = strcspn(p, "/?");
+	const char *at = NULL;
+	for (const char *q = p; q < p + auth_len; q++)
+		if (*q == '@')
+			at = q;
+	const char *host = p;
+	if (at != NULL) {
+		const char *colon = memchr(p, ':', (size_t)(at - p));
+		size_t ulen = colon ? (size_t)(colon - p) : (size_t)(at - p);
+		d->user = decode(p, ulen);
+		d->password = colon ? decode(colon + 1,
+					     (size_t)(at - colon - 1))
+				    : strdup("");
+		if (d->user == NULL || d->password == NULL)
+			fault_fail("BUS_TEST_MYSQL_URL: bad percent-encoding "
+				   "in the user or password");
+		host = at + 1;
+	}
+	const char *host_end = p + auth_len, *port = NULL;
+	if (*host == '[') {
+		const char *close = memchr(host, ']', (size_t)(host_end - host));
+		if (close == NULL)
+			fault_fail("BUS_TEST_MYSQL_URL: '[' without ']' in the "
+				   "host");
+		d->host = decode(host + 1, (size_t)(close - host - 1));
+		if (close + 1 < host_end && close[1] == ':')
+			port = close + 2;
+	} else {
+		const char *colon = memchr(host, ':', (size_t)(host_end - host));
+		d->host = decode(host, (size_t)((colon ? colon : host_end) -
+						 host));
+		if (colon != NULL)
+			port = colon + 1;
+	}
+	d->port = 3306;
+	if (port != NULL) {
+		char *end;
+		unsigned long v = strtoul(port, &end, 10);
+		if (end != host_end || v == 0 || v > 65535)
+			fault_fail("BUS_TEST_MYSQL_URL: the port is not a "
+				   "number 1..65535");
+		d->port = (unsigned)v;
+	}
+	p = host_end;
+	if (*p == '/') {
+		size_t dlen = strcspn(p + 1, "?");
+		d->database = decode(p + 1, dlen);
+		p += 1 + dlen;
+	}
+	if (d->host == NULL || d->database == NULL || d->database[0] == '\0')
+		fault_fail("BUS_TEST_MYSQL_URL names no database (mysql://"
+			   "user:password@host:port/database)");
+	while (*p == '?' || *p == '&') {
+		p++;
+		size_t len = strcspn(p, "&");
+		if (strncmp(p, "socket=", 7) == 0 &&
+		    (d->socket = decode(p + 7, len - 7)) == NULL)
+			fault_fail("BUS_TEST_MYSQL_URL: bad percent-encoding "
+				   "in socket=");
+		p += len;
+	}
+}
+
+/* The URL with this run's table prefix in place of any it had. */
+static char *url_with_prefix(const char *url, const char *prefix)
+{
+	size_t len = strlen(url) + strlen(prefix) + 32;
+	char *out = malloc(len), *o = out;
+	if (out == NULL)
+		fault_fail("out of memory");
+	size_t base = strcspn(url, "?");
+	memcpy(o, url, base);
+	o += base;
+	char sep = '?';
+	for (const char *p = url + base; *p != '\0';) {
+		p++; /* '?' or '&' */
+		size_t plen = strcspn(p, "&");
+		if (strncmp(p, "table-prefix=", 13) != 0) {
+			*o++ = sep;
+			memcpy(o, p, plen);
+			o += plen;
+			sep = '&';
+		}
+		p += plen;
+	}
+	sprintf(o, "%ctable-prefix=%s", sep, prefix);
+	return out;
+}
+
+static int is_local(const struct fault_dsn *d)
+{
+	return strcmp(d->host, "127.0.0.1") == 0 ||
+	       strcmp(d->host, "localhost") == 0 || strcmp(d->host, "::1") == 0;
+}
+
+/* ---- connections and tables --------------------------------------------- */
+
+MYSQL *fault_connect(const struct fault_dsn *d, char *why, size_t why_len)
+{
+	MYSQL *db = mysql_init(NULL);
+	if (db == NULL) {
+		snprintf(why, why_len, "mysql_init: out of memory");
+		return NULL;
+	}
+	unsigned connect_s = 5, io_s = 10;
+	mysql_options(db, MYSQL_OPT_CONNECT_TIMEOUT, &connect_s);
+	mysql_options(db, MYSQL_OPT_READ_TIMEOUT, &io_s);
+	mysql_options(db, MYSQL_OPT_WRITE_TIMEOUT, &io_s);
+	mysql_options(db, MYSQL_SET_CHARSET_NAME, "utf8mb4");
+	if (mysql_real_connect(db, d->host, d->user, d->password, d->database,
+			       d->port, d->socket, 0) == NULL) {
+		snprintf(why, why_len, "%s (error %u)", mysql_error(db),
+			 mysql_errno(db));
+		mysql_close(db);
+		return NULL;
+	}
+	return db;
+}
+
+void fault_sql(MYSQL *db, const char *fmt, ...)
+{
+	char sql[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(sql, sizeof sql, fmt, ap);
+	va_end(ap);
+	if (mysql_real_query(db, sql, strlen(sql)) != 0)
+		fault_fail("SQL \"%s\": %s", sql, mysql_error(db));
+}
+
+/* Appends `name` to `out` as a quoted identifier. */
+static void quote_ident(char *out, size_t cap, const char *name)
+{
+	size_t o = 0;
+	out[o++] = '`';
+	for (const char *p = name; *p != '\0' && o + 3 < cap; p++) {
+		if (*p == '`')
+			out[o++] = '`';
+		out[o++] = *p;
+	}
+	out[o++] = '`';
+	out[o] = '\0';
+}
+
+/* Names of the tables whose names start with the run's prefix. */
+static char **prefixed_tables(MYSQL *db, size_t *n)
+{
+	char pattern[2 * sizeof env->prefix + 2], *o = pattern;
+	for (const char *p = env->prefix; *p != '\0'; p++) {
+		if (*p == '_' || *p == '%' || *p == '\\')
+			*o++ = '\\';
+		*o++ = *p;
+	}
+	*o++ = '%';
+	*o = '\0';
+	static const char sql[] =
+		"SELECT table_name FROM information_schema.tables "
+		"WHERE table_schema = DATABASE() AND table_name LIKE ?";
+	MYSQL_STMT *st = mysql_stmt_init(db);
+	MYSQL_BIND in = { 0 }, out = { 0 };
+	char name[256];
+	unsigned long name_len = 0, pattern_len = strlen(pattern);
+	in.buffer_type = MYSQL_TYPE_STRING;
+	in.buffer = pattern;
+	in.buffer_length = pattern_len;
+	in.length = &pattern_len;
+	out.buffer_type = MYSQL_TYPE_STRING;
+	out.buffer = name;
+	out.buffer_length = sizeof name - 1;
+	out.length = &name_len;
+	if (st == NULL || mysql_stmt_prepare(st, sql, sizeof sql - 1) != 0 ||
+	    mysql_stmt_bind_param(st, &in) != 0 ||
+	    mysql_stmt_bind_result(st, &out) != 0 ||
+	    mysql_stmt_execute(st) != 0 || mysql_stmt_store_result(st) != 0)
+		fault_fail("listing the run's tables: %s",
+			   st ? mysql_stmt_error(st) : "out of memory");
+	size_t cap = mysql_stmt_num_rows(st) + 1;
+	char **names = calloc(cap, sizeof *names);
+	*n = 0;
+	while (names != NULL && *n + 1 < cap && mysql_stmt_fetch(st) == 0) {
+		name[name_len < sizeof name ? name_len : sizeof name - 1] = '\0';
+		names[(*n)++] = strdup(name);
+	}
+	mysql_stmt_close(st);
+	return names;
+}
+
+/* Drops every table of the run. Returns how many it dropped, or -1 when it
+ * could not (with a warning, since this also runs while failing). */
+static int drop_tables(void)
+{
+	char why[512];
+	MYSQL *db = fault_connect(&env->dsn, why, sizeof why);
+	if (db == NULL) {
+		fprintf(stderr, "%s: cannot drop the tables of prefix %s: %s\n",
+			env->test, env->prefix, why);
+		return -1;
+	}
+	/* The plug-in's tables may refer to each other. */
+	mysql_query(db, "SET SESSION foreign_key_checks = 0");
+	size_t n = 0;
+	char **names = prefixed_tables(db, &n);
+	int dropped = 0;
+	for (size_t i = 0; names != NULL && i < n; i++) {
+		char ident[600], sql[700];
+		quote_ident(ident, sizeof ident, names[i]);
+		snprintf(sql, sizeof sql, "DROP TABLE IF EXISTS %s", ident);
+		if (mysql_query(db, sql) == 0)
+			dropped++;
+		else
+			fprintf(stderr, "%s: %s: %s\n", env->test, sql,
+				mysql_error(db));
+		free(names[i]);
+	}
+	free(names);
+	mysql_close(db);
+	return dropped;
+}
+
+bus *fault_open_bus(const struct fault_env *e)
+{
+	bus *b = NULL;
+	/* The message never holds the password (bus_open's contract). */
+	if (bus_open(&b, e->url) != 0)
+		fault_fail("bus_open on the test server (prefix %s): %s",
+			   e->prefix, bus_error_last()->message);
+	if (getenv("BUS_LOG") == NULL)
+		bus_set_logger(b, BUS_LOG_ERROR, NULL, NULL);
+	return b;
+}
+
+/* ---- processes and time ------------------------------------------------- */
+
+void fault_track_child(pid_t pid)
+{
+	if (n_children == MAX_CHILDREN)
+		fault_fail("more than %d child processes", MAX_CHILDREN);
+	children[n_children++] = pid;
+}
+
+void fault_untrack_child(pid_t pid)
+{
+	for (int i = 0; i < n_children; i++) {
+		if (children[i] == pid) {
+			children[i] = children[--n_children];
+			return;
+		}
+	}
+}
+
+int fault_wait_child(pid_t pid, long ms, int *status)
+{
+	for (long waited = 0;; waited += 10) {
+		pid_t r = waitpid(pid, status, WNOHANG);
+		if (r == pid || (r < 0 && errno == ECHILD)) {
+			fault_untrack_child(pid);
+			return 1;
+		}
+		if (waited >= ms)
+			return 0;
+		fault_sleep_ms(10);
+	}
+}
+
+static void kill_children(void)
+{
+	for (int i = 0; i < n_children; i++)
+		kill(children[i], SIGKILL);
+	while (n_children > 0) {
+		pid_t pid = children[n_children - 1];
+		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+			;
+		n_children--;
+	}
+}
+
+/* Async-signal-safe: only write, kill and _exit. The tables are left. */
+static void on_watchdog(int sig)
+{
+	(void)sig;
+	static const char msg[] = "FAIL: watchdog: the test did not finish "
+				  "in time; killing its processes\n";
+	ssize_t w = write(STDOUT_FILENO, msg, sizeof msg - 1);
+	(void)w;
+	for (int i = 0; i < n_children; i++)
+		kill(children[i], SIGKILL);
+	_exit(1);
+}
+
+double fault_elapsed_s(void)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - started.tv_sec) +
+	       (double)(now.tv_nsec - started.tv_nsec) / 1e9;
+}
+
+void fault_sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+/* ---- how a test ends ---------------------------------------------------- */
+
+static void vreport(const char *what, const char *fmt, va_list ap)
+{
+	printf("%s: %s: ", what, env != NULL ? env->test : "fault test");
+	vprintf(fmt, ap);
+	printf(" (%.1f s)\n", fault_elapsed_s());
+	fflush(stdout);
+}
+
+void fault_note(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	printf("%s [%6.1f s] ", env != NULL ? env->test : "fault test",
+	       fault_elapsed_s());
+	vprintf(fmt, ap);
+	printf("\n");
+	fflush(stdout);
+	va_end(ap);
+}
+
+void fault_skip(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	printf("SKIP: ");
+	vprintf(fmt, ap);
+	printf("\n");
+	va_end(ap);
+	exit(FAULT_SKIP);
+}
+
+/* Kills the workers and drops the tables, in the parent only: a worker
+ * process that fails just ends. */
+static void clean_up(void)
+{
+	if (getpid() != parent_pid)
+		return;
+	alarm(0);
+	kill_children();
+	if (env != NULL && env->url != NULL &&
+	    getenv("BUS_TEST_KEEP_TABLES") == NULL)
+		drop_tables();
+}
+
+void fault_fail(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vreport("FAIL", fmt, ap);
+	va_end(ap);
+	if (getpid() != parent_pid)
+		_exit(1);
+	clean_up();
+	exit(1);
+}
+
+void fault_pass(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vreport("PASS", fmt, ap);
+	va_end(ap);
+	clean_up();
+	exit(0);
+}
+
+void fault_init(struct fault_env *e, const char *test, const char *tag,
+		unsigned limit_s)
+{
+	memset(e, 0, sizeof *e);
+	e->test = test;
+	env = e;
+	parent_pid = getpid();
+	clock_gettime(CLOCK_MONOTONIC, &started);
+	setvbuf(stdout, NULL, _IOLBF, 0);
+
+	const char *url = getenv("BUS_TEST_MYSQL_URL");
+	if (url == NULL || url[0] == '\0')
+		fault_skip("BUS_TEST_MYSQL_URL is not set: skipping the MySQL "
+			   "fault tests");
+	parse_url(&e->dsn, url);
+	/* These tests load, kill and restart: never aim them elsewhere. */
+	if (!is_local(&e->dsn))
+		fault_fail("BUS_TEST_MYSQL_URL names host '%s'; the fault "
+			   "tests run only against a server on this machine "
+			   "(127.0.0.1, ::1 or localhost)",
+			   e->dsn.host);
+
+	watchdog_s = limit_s;
+	signal(SIGALRM, on_watchdog);
+	alarm(watchdog_s);
+
+	char why[512];
+	MYSQL *db = fault_connect(&e->dsn, why, sizeof why);
+	if (db == NULL)
+		fault_fail("BUS_TEST_MYSQL_URL is set but the server at %s:%u "
+			   "cannot be reached: %s",
+			   e->dsn.host, e->dsn.port, why);
+	mysql_close(db);
+
+	snprintf(e->prefix, sizeof e->prefix, "%s_%ld_", tag, (long)getpid());
+	e->url = url_with_prefix(url, e->prefix);
+	/* A pid reused from a run that crashed before it cleaned up. */
+	int left = drop_tables();
+	if (left > 0)
+		fault_note("dropped %d tables left with prefix %s", left,
+			   e->prefix);
+	fault_note("server %s:%u, database %s, table prefix %s",
+		   e->dsn.host, e->dsn.port, e->dsn.database, e->prefix);
+}

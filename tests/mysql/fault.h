@@ -1,0 +1,82 @@
+/*
+ * The multi-node and fault tests against a real MySQL/MariaDB server.
+ *
+ * Each test is one program that exits 0 (pass), 1 (fail) or 77 (skip, for
+ * automake). It skips only when $BUS_TEST_MYSQL_URL is unset; once the URL
+ * is set, a server it cannot reach is a failure, so CI cannot pass by
+ * accident. Every run works in tables of its own (the URL's table-prefix,
+ * unique per run), so the tests may run beside each other and beside the
+ * contract suite, and it drops them at the end.
+ *
+ * The helpers here end the program on failure: fault_fail() prints one
+ * "FAIL: <test>: <reason>" line, kills and reaps the worker processes,
+ * drops the run's tables and exits 1.
+ */
+#ifndef BUS_TESTS_MYSQL_FAULT_H
+#define BUS_TESTS_MYSQL_FAULT_H
+
+#include <bus/bus.h>
+#include <mysql.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define FAULT_SKIP 77
+
+/* Where the test's own connections go, parsed from the URL. Strings owned
+ * by the struct. */
+struct fault_dsn {
+	char *user, *password, *host, *database, *socket;
+	unsigned port;
+};
+
+struct fault_env {
+	const char *test;   /* the program's name, for messages */
+	char prefix[64];    /* this run's table prefix, "<tag>_<pid>_" */
+	char *url;          /* the bus URL with the table prefix; owned */
+	struct fault_dsn dsn;
+};
+
+/*
+ * Reads $BUS_TEST_MYSQL_URL (exits 77 when unset), checks it names a
+ * server on this machine, reaches it (fails when it cannot), picks the
+ * run's table prefix from `tag` and drops any table left with it. Arms a
+ * watchdog of `limit_s` seconds for the whole program.
+ */
+void fault_init(struct fault_env *e, const char *test, const char *tag,
+		unsigned limit_s);
+
+/* Prints "SKIP: ..." and exits 77 (nothing to clean up yet). */
+_Noreturn void fault_skip(const char *fmt, ...) BUS_PRINTF(1, 2);
+/* Prints "FAIL: <test>: ...", cleans up, exits 1. */
+_Noreturn void fault_fail(const char *fmt, ...) BUS_PRINTF(1, 2);
+/* Prints "PASS: <test>: ...", cleans up, exits 0. */
+_Noreturn void fault_pass(const char *fmt, ...) BUS_PRINTF(1, 2);
+/* One progress line on stdout, prefixed with the test and elapsed time. */
+void fault_note(const char *fmt, ...) BUS_PRINTF(1, 2);
+
+/* Seconds since fault_init. */
+double fault_elapsed_s(void);
+void fault_sleep_ms(long ms);
+
+/* A new connection to the test database, NULL with the reason in `why`
+ * (the server's message: never the password). Read and write time out
+ * after 10 s, so a dead server cannot hang a handler. */
+MYSQL *fault_connect(const struct fault_dsn *d, char *why, size_t why_len);
+
+/* Runs one statement on `db` (DDL on the run's own tables: names are the
+ * only thing formatted in); fails the test on error. */
+void fault_sql(MYSQL *db, const char *fmt, ...) BUS_PRINTF(2, 3);
+
+/* Opens a bus on the run's URL, errors-only logging unless $BUS_LOG is
+ * set; fails the test when it cannot. */
+bus *fault_open_bus(const struct fault_env *e);
+
+/* Worker processes that fault_fail must kill and reap. */
+void fault_track_child(pid_t pid);
+void fault_untrack_child(pid_t pid);
+
+/* Waits up to `ms` for `pid`; 1 with *status set when it ended, 0 when it
+ * is still running. */
+int fault_wait_child(pid_t pid, long ms, int *status);
+
+#endif
