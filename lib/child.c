@@ -30,6 +30,7 @@
 #include "child_proto.h"
 #include "clock.h"
 #include "core.h"
+#include "jobrow.h"
 #include "ctx.h"
 #include "error.h"
 
@@ -99,19 +100,6 @@ static int run_job(bus *b, const bus_job *job, int64_t deadline_ns,
 	return erc;
 }
 
-static void free_job_strings(bus_job *job)
-{
-	free(job->kind);
-	free(job->handler);
-	free(job->queue);
-	free(job->payload);
-	free(job->meta);
-	free(job->tags);
-	free(job->attempted_by);
-	free(job->errors);
-	free(job->unique_key);
-}
-
 /* Answers one job frame. Returns 0, or -1 when the parent is gone. */
 static int serve_frame(bus *b, int fd, const char *body, size_t len)
 {
@@ -124,7 +112,7 @@ static int serve_frame(bus *b, int fd, const char *body, size_t len)
 	else
 		rc = bus__proto_encode_outcome(&reply, rc, 0,
 					       bus_error_last()->message);
-	free_job_strings(&job);
+	bus__job_clear(&job);
 	if (rc != 0) {
 		/* Out of memory: the job's memory is back, try a short
 		 * answer. */

@@ -292,18 +292,25 @@ const char *bus_ctx_result(const bus_ctx *ctx)
 	return ctx->result;
 }
 
-int bus_ctx_fail(bus_ctx *ctx, const char *fmt, ...)
+/* Records the handler's message in ctx->error and as this thread's error
+ * with `code`, which it returns. */
+static int record(bus_ctx *ctx, int code, const char *fmt, va_list ap)
 {
 	char *text = NULL;
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vasprintf(&text, fmt, ap);
-	va_end(ap);
-	if (n < 0)
+	if (vasprintf(&text, fmt, ap) < 0)
 		return bus__error_oom();
 	free(ctx->error);
 	ctx->error = text;
-	return bus__error_set(BUS_EHANDLER, "%s", text);
+	return bus__error_set(code, "%s", text);
+}
+
+int bus_ctx_fail(bus_ctx *ctx, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int rc = record(ctx, BUS_EHANDLER, fmt, ap);
+	va_end(ap);
+	return rc;
 }
 
 const char *bus_ctx_error(const bus_ctx *ctx)
@@ -345,14 +352,9 @@ int bus_ctx_cancel(bus_ctx *ctx, const char *fmt, ...)
 {
 	if (ctx->job == NULL)
 		return not_durable(ctx, "bus_ctx_cancel");
-	char *text = NULL;
 	va_list ap;
 	va_start(ap, fmt);
-	int n = vasprintf(&text, fmt, ap);
+	int rc = record(ctx, BUS_ECANCEL, fmt, ap);
 	va_end(ap);
-	if (n < 0)
-		return bus__error_oom();
-	free(ctx->error);
-	ctx->error = text;
-	return bus__error_set(BUS_ECANCEL, "%s", text);
+	return rc;
 }

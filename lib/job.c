@@ -4,6 +4,7 @@
 
 #include "bus/bus.h"
 #include "error.h"
+#include "jobrow.h"
 
 static const char *const state_names[BUS_JOB_STATE_COUNT] = {
 	"available", "scheduled", "executing", "retryable",
@@ -32,7 +33,7 @@ int bus_job_state_parse(bus_job_state *out, const char *name)
 			      name ? name : "(null)");
 }
 
-static void job_strings_free(bus_job *job)
+void bus__job_clear(bus_job *job)
 {
 	free(job->kind);
 	free(job->handler);
@@ -43,13 +44,14 @@ static void job_strings_free(bus_job *job)
 	free(job->attempted_by);
 	free(job->errors);
 	free(job->unique_key);
+	memset(job, 0, sizeof *job);
 }
 
 void bus_job_free(bus_job *job)
 {
 	if (job == NULL)
 		return;
-	job_strings_free(job);
+	bus__job_clear(job);
 	free(job);
 }
 
@@ -58,6 +60,6 @@ void bus_job_list_free(bus_job *jobs, size_t n)
 	if (jobs == NULL)
 		return;
 	for (size_t i = 0; i < n; i++)
-		job_strings_free(&jobs[i]);
+		bus__job_clear(&jobs[i]);
 	free(jobs);
 }

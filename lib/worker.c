@@ -10,6 +10,7 @@
 
 #include "core.h"
 #include "error.h"
+#include "jobrow.h"
 #include "names.h"
 #include "worker.h"
 
@@ -115,22 +116,12 @@ static char *default_node(void)
 	return node;
 }
 
-/* Frees a row's strings but not the row (rows live in arrays). */
-static void job_strings_free(bus_job *job)
-{
-	bus_job *copy = malloc(sizeof *copy);
-	if (copy != NULL) {
-		*copy = *job;
-		bus_job_free(copy);
-	}
-}
-
 static void worker_destroy(struct bus_worker *w)
 {
 	for (size_t i = 0; w->queues != NULL && i < w->n_queues; i++) {
 		struct job_fifo *f = &w->queues[i].pending;
 		for (size_t k = 0; k < f->len; k++)
-			job_strings_free(&f->items[(f->head + k) % f->cap]);
+			bus__job_clear(&f->items[(f->head + k) % f->cap]);
 		free(f->items);
 		free(w->queues[i].name);
 	}
@@ -401,7 +392,7 @@ static void *fetcher(void *arg)
 			/* Stopping, or no room to keep it: not ours to run. */
 			pthread_mutex_unlock(&w->lock);
 			give_back(w, &rows[i]);
-			job_strings_free(&rows[i]);
+			bus__job_clear(&rows[i]);
 			pthread_mutex_lock(&w->lock);
 		}
 		free(rows);
@@ -609,7 +600,7 @@ int bus_worker_stop(bus_worker *w, int64_t grace_ms)
 			f->len--;
 			pthread_mutex_unlock(&w->lock);
 			give_back(w, &job);
-			job_strings_free(&job);
+			bus__job_clear(&job);
 			pthread_mutex_lock(&w->lock);
 		}
 	}

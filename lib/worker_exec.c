@@ -9,6 +9,7 @@
 #include "core.h"
 #include "ctx.h"
 #include "error.h"
+#include "jobrow.h"
 #include "policy.h"
 #include "worker.h"
 
@@ -121,17 +122,6 @@ static void finish_job(struct worker_slot *slot, const struct bus_outcome *o)
 	bus__worker_submit(w, &f);
 }
 
-/* Frees the strings of a row held in a slot. */
-static void release_job(bus_job *job)
-{
-	bus_job *copy = malloc(sizeof *copy);
-	if (copy != NULL) {
-		*copy = *job;
-		bus_job_free(copy);
-	}
-	memset(job, 0, sizeof *job);
-}
-
 void *bus__worker_executor(void *arg)
 {
 	struct worker_slot *slot = arg;
@@ -159,7 +149,7 @@ void *bus__worker_executor(void *arg)
 		free(o.error);
 
 		pthread_mutex_lock(&w->lock);
-		release_job(&slot->job);
+		bus__job_clear(&slot->job);
 		slot->running = 0;
 		q->busy--;
 		pthread_cond_signal(&w->room);
