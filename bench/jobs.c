@@ -99,7 +99,8 @@ static int64_t now_ns(void)
 
 static void sleep_until_ns(int64_t t)
 {
-	struct timespec ts = { (time_t)(t / 1000000000), (long)(t % 1000000000) };
+	struct timespec ts = { (time_t)(t / 1000000000),
+			       (long)(t % 1000000000) };
 	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) ==
 	       EINTR)
 		;
@@ -339,6 +340,7 @@ static void worker_opts(bus_worker_opts *o, bus_worker_queue *q,
 	o->isolation = iso;
 	o->fetch_batch = FETCH_BATCH;
 	o->completer_batch = COMPLETER_BATCH;
+	o->prefetch = FETCH_BATCH;
 }
 
 static double measure_work(size_t n, bus_isolation iso, int concurrency)
@@ -566,8 +568,8 @@ static void print_latency(double (*fig)[M_COUNT], int runs)
 		for (int r = 0; r < runs; r++)
 			v[r] = fig[r][m + 1];
 		fmt_ms(p99, sizeof p99, median(v, runs));
-		printf("%-31s %10s %10s\n", k == 0 ? "1" : "1000 (default)", p50,
-		       p99);
+		printf("%-31s %10s %10s\n",
+		       k == 0 ? "1" : "1000 (default)", p50, p99);
 	}
 	free(v);
 }
@@ -625,7 +627,8 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	is_memory = strcmp(url, "memory:") == 0 || strcmp(url, "memory://") == 0;
+	is_memory = strcmp(url, "memory:") == 0 ||
+		    strcmp(url, "memory://") == 0;
 	size_t n_process = n_jobs / PROCESS_JOBS_DIVISOR;
 	if (n_process == 0)
 		n_process = 1;
@@ -638,11 +641,11 @@ int main(int argc, char **argv)
 	       bus_version(), shown, sysconf(_SC_NPROCESSORS_ONLN),
 	       strlen(PAYLOAD), runs, runs == 1 ? "" : "s");
 	if (only == ONLY_ALL || only == ONLY_WORK)
-		printf("work: fetch_batch %d, completer_batch %d, "
+		printf("work: fetch_batch %d, prefetch %d, completer_batch %d, "
 		       "completer_flush_ms 5 (default), poll_interval_ms %d, "
 		       "timed from bus_worker_start to the last outcome "
 		       "(stats polled every 1 ms)\n",
-		       FETCH_BATCH, COMPLETER_BATCH, WORK_POLL_MS);
+		       FETCH_BATCH, FETCH_BATCH, COMPLETER_BATCH, WORK_POLL_MS);
 	printf("\n");
 	fflush(stdout);
 

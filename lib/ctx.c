@@ -10,6 +10,7 @@
 #include "core.h"
 #include "ctx.h"
 #include "error.h"
+#include "jobmeta.h"
 #include "json_check.h"
 
 static const char empty_object[] = "{}";
@@ -134,12 +135,28 @@ int bus__message_init(struct bus_message *m, bus *b,
 int bus__message_from_job(struct bus_message *m, bus *b, const bus_job *job,
 			  bus_kind kind, int64_t deadline_ns)
 {
-	int rc = bus__message_init(m, b, NULL, kind, job->kind, job->payload,
-				   strlen(job->payload), NULL);
+	const char *payload = job->payload ? job->payload : "null";
+	memset(m, 0, sizeof *m);
+	m->bus = b;
+	m->kind = kind;
+	m->name = job->kind;
+	m->payload = payload;
+	m->payload_len = strlen(payload);
+	m->meta = empty_object;
 	m->deadline_ns = deadline_ns;
-	if (rc == 0 && job->meta != NULL)
-		rc = parse_meta(m, job->meta, 1);
-	return rc;
+	if (job->meta == NULL) {
+		/* Not made by bus_enqueue: a message of its own. */
+		bus__uuid7(&m->id);
+		m->request_id = m->correlation_id = m->id;
+		return 0;
+	}
+	int rc = bus__job_meta_read(m, job->meta);
+	if (rc != 1)
+		return rc;
+	/* Another layout (a store reordered the keys): parse it. */
+	bus__uuid7(&m->id);
+	m->request_id = m->correlation_id = m->id;
+	return parse_meta(m, job->meta, 1);
 }
 
 void bus__message_fini(struct bus_message *m)

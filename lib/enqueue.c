@@ -12,6 +12,7 @@
 #include "core.h"
 #include "enqueue.h"
 #include "error.h"
+#include "jobmeta.h"
 #include "json_check.h"
 #include "names.h"
 #include "unique.h"
@@ -25,29 +26,6 @@ struct prepared {
 	char key[BUS_UNIQUE_KEY_LEN + 1];
 	char *meta; /* owned */
 };
-
-int bus__job_meta(char **out, const struct bus_message *m)
-{
-	char id[BUS_UUID_TEXT_LEN + 1], req[BUS_UUID_TEXT_LEN + 1],
-		cor[BUS_UUID_TEXT_LEN + 1], cau[BUS_UUID_TEXT_LEN + 1];
-	bus__uuid_format(id, &m->id);
-	bus__uuid_format(req, &m->request_id);
-	bus__uuid_format(cor, &m->correlation_id);
-	if (m->has_causation)
-		bus__uuid_format(cau, &m->causation_id);
-	/* The free keys are compact JSON ("{}" or {"k":...}): splice their
-	 * members in after the ids. */
-	const char *free_keys = m->meta;
-	int has_free = strcmp(free_keys, "{}") != 0;
-	int n = asprintf(out,
-			 "{\"message_id\":\"%s\",\"request_id\":\"%s\","
-			 "\"correlation_id\":\"%s\"%s%s%s%s%s",
-			 id, req, cor, m->has_causation ? ",\"causation_id\":\"" : "",
-			 m->has_causation ? cau : "",
-			 m->has_causation ? "\"" : "", has_free ? "," : "",
-			 has_free ? free_keys + 1 : "}");
-	return n < 0 ? bus__error_oom() : 0;
-}
 
 static int check_tags(const char *what, const char *tags)
 {
@@ -82,35 +60,43 @@ static int prepare(struct prepared *p, bus *b, const struct bus_message *m,
 		   const bus_job_opts *opts, int64_t now_local)
 {
 	static const bus_job_opts no_opts = BUS_JOB_OPTS_INIT;
-	char what[600];
 	if (opts == NULL)
 		opts = &no_opts;
-	snprintf(what, sizeof what, "job of %s '%s' for handler '%s'",
-		 bus__kind_name(m->kind), m->name, handler);
-	if (opts->version != BUS_JOB_OPTS_VERSION)
-		return bus__error_set(BUS_EINVAL,
-				      "%s: bus_job_opts.version is %u, expected "
-				      "%u: initialise it with BUS_JOB_OPTS_INIT",
-				      what, opts->version, BUS_JOB_OPTS_VERSION);
-
 	const struct bus_job_defaults *d = h ? &h->job : NULL;
 	const bus_unique_opts *unique =
 		opts->unique ? opts->unique : d ? d->unique : NULL;
 	const bus_replace_opts *replace =
 		opts->replace ? opts->replace : d ? d->replace : NULL;
-	int rc = bus__job_defaults_check(what, opts->queue, opts->priority,
-					 opts->max_attempts, opts->timeout_ms,
-					 unique, replace);
-	if (rc != 0)
-		return rc;
-	if (opts->run_at < 0 || opts->run_in_ms < 0 ||
-	    (opts->run_at != 0 && opts->run_in_ms != 0))
-		return bus__error_set(BUS_EINVAL,
-				      "%s: give run_at or run_in_ms (not both, "
-				      "not negative)",
-				      what);
-	if (opts->tags != NULL && (rc = check_tags(what, opts->tags)) != 0)
-		return rc;
+	int rc;
+	/* A handler's own defaults were checked when it was registered: only
+	 * options given with the call need checking (and naming, for the
+	 * message). */
+	if (opts != &no_opts) {
+		char what[600];
+		snprintf(what, sizeof what, "job of %s '%s' for handler '%s'",
+			 bus__kind_name(m->kind), m->name, handler);
+		if (opts->version != BUS_JOB_OPTS_VERSION)
+			return bus__error_set(BUS_EINVAL,
+					      "%s: bus_job_opts.version is %u, "
+					      "expected %u: initialise it with "
+					      "BUS_JOB_OPTS_INIT",
+					      what, opts->version,
+					      BUS_JOB_OPTS_VERSION);
+		rc = bus__job_defaults_check(what, opts->queue, opts->priority,
+					     opts->max_attempts,
+					     opts->timeout_ms, unique, replace);
+		if (rc != 0)
+			return rc;
+		if (opts->run_at < 0 || opts->run_in_ms < 0 ||
+		    (opts->run_at != 0 && opts->run_in_ms != 0))
+			return bus__error_set(BUS_EINVAL,
+					      "%s: give run_at or run_in_ms (not "
+					      "both, not negative)",
+					      what);
+		if (opts->tags != NULL &&
+		    (rc = check_tags(what, opts->tags)) != 0)
+			return rc;
+	}
 
 	bus_store_new_job *j = &p->job;
 	memset(j, 0, sizeof *j);
@@ -133,7 +119,7 @@ static int prepare(struct prepared *p, bus *b, const struct bus_message *m,
 	j->tags = opts->tags ? opts->tags : "[]";
 	j->scheduled_at = opts->run_at;
 	j->delay_us = opts->run_in_ms * 1000;
-	if ((rc = bus__job_meta(&p->meta, m)) != 0)
+	if ((rc = bus__job_meta_write(&p->meta, m)) != 0)
 		return rc;
 	j->meta = p->meta;
 

@@ -12,8 +12,4 @@ int bus__enqueue_for_message(bus *b, const struct bus_message *m,
 			     const struct bus_handler *const *handlers,
 			     size_t n, bus_enqueue_result *results);
 
-/* The job meta for message `m`: its ids and free keys as one JSON object.
- * *out is malloc'd. */
-int bus__job_meta(char **out, const struct bus_message *m);
-
 #endif

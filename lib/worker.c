@@ -69,6 +69,11 @@ static int check_opts(const bus_worker_opts *o)
 					"twice",
 					o->queues[i].name);
 	}
+	if (o->prefetch < -1 || o->prefetch > MAX_FETCH_BATCH)
+		return bus__error_set(BUS_EINVAL,
+				      "bus_worker_opts.prefetch is %d; it must "
+				      "be -1 (none), 0 (the default) or up to %d",
+				      o->prefetch, MAX_FETCH_BATCH);
 	if (o->fetch_batch < 0 || o->fetch_batch > MAX_FETCH_BATCH)
 		return bus__error_set(BUS_EINVAL,
 				      "bus_worker_opts.fetch_batch is %d; it "
@@ -198,6 +203,9 @@ int bus_worker_new(bus_worker **out, bus *b, const bus_worker_opts *opts)
 	}
 	for (size_t i = 0; i < w->n_queues; i++) {
 		w->queues[i].concurrency = qs[i].concurrency;
+		w->queues[i].prefetch = opts->prefetch == 0 ? qs[i].concurrency
+					: opts->prefetch < 0 ? 0
+							     : opts->prefetch;
 		w->n_slots += (size_t)qs[i].concurrency;
 		if ((w->queues[i].name = strdup(qs[i].name)) == NULL) {
 			worker_destroy(w);
@@ -333,14 +341,17 @@ static void give_back(struct bus_worker *w, const bus_job *job)
 	bus__worker_submit(w, &f);
 }
 
-/* Free slots per queue, less what already waits: how much to claim. */
+/* How much to claim per queue: enough to fill its idle executors and its
+ * prefetch, once what waits has fallen to half the prefetch (so that claims
+ * come in batches rather than one job per finished one). */
 static size_t room_for(struct bus_worker *w, bus_store_claim *req)
 {
 	size_t total = 0;
 	for (size_t i = 0; i < w->n_queues; i++) {
 		struct worker_queue *q = &w->queues[i];
-		int64_t room = q->concurrency - q->busy - (int64_t)q->pending.len;
-		size_t want = room > 0 ? (size_t)room : 0;
+		int64_t room = q->concurrency + q->prefetch - q->busy -
+			       (int64_t)q->pending.len;
+		size_t want = room > 0 && bus__queue_low(q) ? (size_t)room : 0;
 		if (total + want > (size_t)w->fetch_batch)
 			want = (size_t)w->fetch_batch - total;
 		req[i].queue = q->name;

@@ -33,6 +33,7 @@ struct job_fifo {
 struct worker_queue {
 	char *name;      /* owned */
 	int concurrency; /* executor slots */
+	int prefetch;    /* jobs that may wait beyond the busy slots */
 	int busy;        /* slots running a job */
 	struct job_fifo pending;
 };
@@ -97,6 +98,13 @@ struct bus_worker {
 			snoozed, cancelled, given_back, rescued, lost;
 	} stats;
 };
+
+/* Whether few enough claimed jobs wait in `q` to claim more (under the
+ * lock). */
+static inline int bus__queue_low(const struct worker_queue *q)
+{
+	return q->pending.len <= (size_t)q->prefetch / 2;
+}
 
 /* worker_exec.c: an executor thread. */
 void *bus__worker_executor(void *slot);

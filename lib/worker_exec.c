@@ -137,6 +137,8 @@ void *bus__worker_executor(void *arg)
 		slot->job = f->items[f->head];
 		f->head = (f->head + 1) % f->cap;
 		f->len--;
+		if (bus__queue_low(q))
+			pthread_cond_signal(&w->room);
 		slot->running = 1;
 		slot->given_back = 0;
 		atomic_store(&slot->abort, ABORT_NONE);
@@ -152,7 +154,8 @@ void *bus__worker_executor(void *arg)
 		bus__job_clear(&slot->job);
 		slot->running = 0;
 		q->busy--;
-		pthread_cond_signal(&w->room);
+		if (bus__queue_low(q))
+			pthread_cond_signal(&w->room);
 		pthread_cond_broadcast(&w->idle);
 	}
 	pthread_mutex_unlock(&w->lock);

@@ -8,6 +8,7 @@
 #include "clock.h"
 #include "core.h"
 #include "error.h"
+#include "jobrow.h"
 #include "policy.h"
 #include "worker.h"
 
@@ -15,20 +16,56 @@
 #define PRUNE_BATCH 10000
 #define PRUNE_INTERVAL_MS 60000
 
+/* Drops from the FIFOs the waiting jobs whose lease was not renewed: they
+ * were cancelled or rescued meanwhile, and are not ours to run. */
+static void drop_lost_waiting(struct bus_worker *w, int64_t id, int attempt)
+{
+	for (size_t i = 0; i < w->n_queues; i++) {
+		struct job_fifo *f = &w->queues[i].pending;
+		size_t kept = 0;
+		for (size_t k = 0; k < f->len; k++) {
+			bus_job *job = &f->items[(f->head + k) % f->cap];
+			if (job->id == id && job->attempt == attempt) {
+				bus__job_clear(job);
+				atomic_fetch_add(&w->stats.lost, 1);
+				continue;
+			}
+			f->items[(f->head + kept) % f->cap] = *job;
+			kept++;
+		}
+		f->len = kept;
+	}
+}
+
+/* Renews the leases of every job this worker holds, running or waiting; a
+ * job it no longer holds is stopped (running) or dropped (waiting). */
 static void renew_leases(struct bus_worker *w)
 {
 	bus *b = w->bus;
+	pthread_mutex_lock(&w->lock);
+	size_t cap = w->n_slots;
+	for (size_t i = 0; i < w->n_queues; i++)
+		cap += w->queues[i].pending.len;
+	pthread_mutex_unlock(&w->lock);
 	size_t n = 0;
-	int64_t *ids = malloc(w->n_slots * sizeof *ids);
-	int *attempts = malloc(w->n_slots * sizeof *attempts);
-	unsigned char *held = malloc(w->n_slots);
+	int64_t *ids = malloc(cap * sizeof *ids);
+	int *attempts = malloc(cap * sizeof *attempts);
+	unsigned char *held = malloc(cap);
 	if (ids == NULL || attempts == NULL || held == NULL)
 		goto out;
 	pthread_mutex_lock(&w->lock);
-	for (size_t i = 0; i < w->n_slots; i++) {
+	for (size_t i = 0; i < w->n_slots && n < cap; i++) {
 		if (w->slots[i].running) {
 			ids[n] = w->slots[i].job.id;
 			attempts[n++] = w->slots[i].job.attempt;
+		}
+	}
+	for (size_t i = 0; i < w->n_queues; i++) {
+		const struct job_fifo *f = &w->queues[i].pending;
+		for (size_t k = 0; k < f->len && n < cap; k++) {
+			const bus_job *job = &f->items[(f->head + k) % f->cap];
+			ids[n] = job->id;
+			attempts[n++] = job->attempt;
 		}
 	}
 	pthread_mutex_unlock(&w->lock);
@@ -41,20 +78,24 @@ static void renew_leases(struct bus_worker *w)
 			 n, bus_error_last()->message);
 		goto out;
 	}
-	/* A job we no longer hold was cancelled or rescued: stop it. */
 	pthread_mutex_lock(&w->lock);
 	for (size_t k = 0; k < n; k++) {
 		if (held[k])
 			continue;
+		int running = 0;
 		for (size_t i = 0; i < w->n_slots; i++) {
 			struct worker_slot *s = &w->slots[i];
 			int expected = ABORT_NONE;
 			if (s->running && s->job.id == ids[k] &&
-			    s->job.attempt == attempts[k])
+			    s->job.attempt == attempts[k]) {
+				running = 1;
 				atomic_compare_exchange_strong(&s->abort,
 							       &expected,
 							       ABORT_LOST);
+			}
 		}
+		if (!running)
+			drop_lost_waiting(w, ids[k], attempts[k]);
 	}
 	pthread_mutex_unlock(&w->lock);
 out:

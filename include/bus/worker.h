@@ -54,12 +54,18 @@ typedef struct bus_worker_opts {
 	int completer_batch;        /* outcomes written per batch; 0: 100 */
 	int64_t completer_flush_ms; /* longest an outcome waits; 0: 5 */
 	int64_t shutdown_grace_ms;  /* bus_worker_run's grace; 0: 30000 */
+	/* Claimed jobs a queue may hold waiting beyond its busy executors, so
+	 * that claims come in batches. More speeds up short jobs; it also keeps
+	 * those jobs from other workers for longer (their leases are renewed
+	 * meanwhile, and they are given back at shutdown). 0: the queue's
+	 * concurrency; -1: none (claim only for idle executors). */
+	int prefetch;
 } bus_worker_opts;
 
 #define BUS_WORKER_OPTS_VERSION 1
 #define BUS_WORKER_OPTS_INIT                                                   \
 	{ BUS_WORKER_OPTS_VERSION, NULL, 0, 0, 0, 0, NULL,                      \
-	  BUS_ISOLATION_DEFAULT, 0, 0, 0, 0, 0 }
+	  BUS_ISOLATION_DEFAULT, 0, 0, 0, 0, 0, 0 }
 
 /* Checks the options (a bad one is BUS_EINVAL naming it) and makes a worker
  * that is not running yet. The caller owns *out: bus_worker_free. The bus
