@@ -74,6 +74,7 @@ struct contract_worker_opts {
 	const char *node;                /* the library's (host:pid) */
 	int process;                     /* 1: process isolation; 0: thread */
 	int64_t shutdown_grace_ms;       /* the library's */
+	int prefetch;                    /* the library's (= concurrency) */
 };
 
 /* Makes and starts a worker; the test fails when either fails. The caller

@@ -132,6 +132,7 @@ bus_worker *contract_start_worker(bus *b,
 	wo.retention_s = -1;
 	wo.completer_flush_ms = 1;
 	wo.shutdown_grace_ms = o->shutdown_grace_ms;
+	wo.prefetch = o->prefetch;
 	bus_worker *w = NULL;
 	int rc = bus_worker_new(&w, b, &wo);
 	ck_assert_msg(rc == 0, "bus_worker_new: %s",

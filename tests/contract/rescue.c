@@ -242,6 +242,58 @@ START_TEST(running_job_lease_is_renewed)
 }
 END_TEST
 
+static int lost_one(void *arg)
+{
+	bus_worker_stats st;
+	bus_worker_get_stats(&st, arg);
+	return st.lost == 1;
+}
+
+/* Jobs a worker has claimed ahead (prefetched, waiting for an executor) are
+ * its too: their leases are renewed, and one cancelled meanwhile is dropped
+ * instead of run. */
+START_TEST(prefetched_jobs_keep_their_leases_and_a_cancelled_one_is_dropped)
+{
+	bus *b;
+	struct test_clock clock;
+	struct blocker bl = { 0, 0, 0 };
+	contract_open(&b);
+	contract_clock_install(b, &clock);
+	contract_handle(b, "rescue.prefetch", block_until_released, &bl, NULL,
+			"rescue.prefetch");
+	int64_t ids[3];
+	for (int i = 0; i < 3; i++) {
+		bus_job_opts o = BUS_JOB_OPTS_INIT;
+		o.priority = i; /* claimed, and so run, in this order */
+		ids[i] = enqueue_ok(b, "rescue.prefetch", "{}", &o,
+				    BUS_INSERTED);
+	}
+	bus_worker *w = contract_start_worker(
+		b, &(struct contract_worker_opts){ .queue = "rescue.prefetch",
+						   .concurrency = 1,
+						   .prefetch = 2,
+						   .lease_ms = 300 });
+	wait_atomic(&bl.started, 1, "the first handler to start");
+	/* The other two are claimed and wait: executing, attempt 1. */
+	bus_job_free(wait_job(b, ids[1], BUS_JOB_EXECUTING, 1));
+	bus_job_free(wait_job(b, ids[2], BUS_JOB_EXECUTING, 1));
+	ck_assert_int_eq(bus_job_cancel(b, ids[2]), 0);
+	for (int i = 0; i < 3; i++)
+		assert_renewed_after(b, &clock, ids[1], 200000, 300000);
+	wait_for(lost_one, w, "the cancelled waiting job to be dropped");
+
+	atomic_store(&bl.release, RELEASE_ALL);
+	bus_job_free(wait_job(b, ids[0], BUS_JOB_COMPLETED, 1));
+	bus_job_free(wait_job(b, ids[1], BUS_JOB_COMPLETED, 1));
+	bus_job *c = get_job(b, ids[2]);
+	ck_assert_int_eq(c->state, BUS_JOB_CANCELLED);
+	bus_job_free(c);
+	ck_assert_int_eq(atomic_load(&bl.started), 2);
+	bus_worker_free(w);
+	bus_close(b);
+}
+END_TEST
+
 TCase *contract_rescue(void)
 {
 	TCase *tc = contract_tcase("rescue");
@@ -250,5 +302,7 @@ TCase *contract_rescue(void)
 	tcase_add_test(tc, completion_by_worker_that_lost_its_lease_is_refused);
 	tcase_add_test(tc, expired_lease_with_no_attempts_left_is_discarded);
 	tcase_add_test(tc, running_job_lease_is_renewed);
+	tcase_add_test(
+		tc, prefetched_jobs_keep_their_leases_and_a_cancelled_one_is_dropped);
 	return tc;
 }
