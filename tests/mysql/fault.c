@@ -89,8 +89,9 @@ static void parse_url(struct fault_dsn *d, const char *url)
 		host = at + 1;
 	}
 	const char *host_end = p + auth_len, *port = NULL;
+	size_t host_len = (size_t)(host_end - host);
 	if (*host == '[') {
-		const char *close = memchr(host, ']', (size_t)(host_end - host));
+		const char *close = memchr(host, ']', host_len);
 		if (close == NULL)
 			fault_fail("BUS_TEST_MYSQL_URL: '[' without ']' in the "
 				   "host");
@@ -98,9 +99,9 @@ static void parse_url(struct fault_dsn *d, const char *url)
 		if (close + 1 < host_end && close[1] == ':')
 			port = close + 2;
 	} else {
-		const char *colon = memchr(host, ':', (size_t)(host_end - host));
-		d->host = decode(host, (size_t)((colon ? colon : host_end) -
-						 host));
+		const char *colon = memchr(host, ':', host_len);
+		const char *end = colon ? colon : host_end;
+		d->host = decode(host, (size_t)(end - host));
 		if (colon != NULL)
 			port = colon + 1;
 	}
@@ -214,8 +215,9 @@ static void quote_ident(char *out, size_t cap, const char *name)
 	out[o] = '\0';
 }
 
-/* Names of the tables whose names start with the run's prefix. */
-static char **prefixed_tables(MYSQL *db, size_t *n)
+/* Names of the tables whose names start with the run's prefix, NULL with
+ * the reason in `why`. */
+static char **prefixed_tables(MYSQL *db, size_t *n, char *why, size_t why_len)
 {
 	char pattern[2 * sizeof env->prefix + 2], *o = pattern;
 	for (const char *p = env->prefix; *p != '\0'; p++) {
@@ -240,40 +242,54 @@ static char **prefixed_tables(MYSQL *db, size_t *n)
 	out.buffer = name;
 	out.buffer_length = sizeof name - 1;
 	out.length = &name_len;
+	*n = 0;
 	if (st == NULL || mysql_stmt_prepare(st, sql, sizeof sql - 1) != 0 ||
 	    mysql_stmt_bind_param(st, &in) != 0 ||
 	    mysql_stmt_bind_result(st, &out) != 0 ||
-	    mysql_stmt_execute(st) != 0 || mysql_stmt_store_result(st) != 0)
-		fault_fail("listing the run's tables: %s",
-			   st ? mysql_stmt_error(st) : "out of memory");
+	    mysql_stmt_execute(st) != 0 || mysql_stmt_store_result(st) != 0) {
+		snprintf(why, why_len, "listing the run's tables: %s",
+			 st ? mysql_stmt_error(st) : "out of memory");
+		if (st != NULL)
+			mysql_stmt_close(st);
+		return NULL;
+	}
 	size_t cap = mysql_stmt_num_rows(st) + 1;
 	char **names = calloc(cap, sizeof *names);
-	*n = 0;
 	while (names != NULL && *n + 1 < cap && mysql_stmt_fetch(st) == 0) {
-		name[name_len < sizeof name ? name_len : sizeof name - 1] = '\0';
-		names[(*n)++] = strdup(name);
+		name[name_len < sizeof name ? name_len : sizeof name - 1] =
+			'\0';
+		if ((names[*n] = strdup(name)) != NULL)
+			(*n)++;
 	}
+	if (names == NULL)
+		snprintf(why, why_len, "out of memory");
 	mysql_stmt_close(st);
 	return names;
 }
 
-/* Drops every table of the run. Returns how many it dropped, or -1 when it
- * could not (with a warning, since this also runs while failing). */
+/* Drops every table of the run. Returns how many it dropped, or -1 with a
+ * warning when it could not (this also runs while failing, so it must not
+ * fail itself). */
 static int drop_tables(void)
 {
 	char why[512];
 	MYSQL *db = fault_connect(&env->dsn, why, sizeof why);
-	if (db == NULL) {
+	size_t n = 0;
+	char **names = NULL;
+	if (db != NULL) {
+		/* The plug-in's tables may refer to each other. */
+		mysql_query(db, "SET SESSION foreign_key_checks = 0");
+		names = prefixed_tables(db, &n, why, sizeof why);
+	}
+	if (names == NULL) {
 		fprintf(stderr, "%s: cannot drop the tables of prefix %s: %s\n",
 			env->test, env->prefix, why);
+		if (db != NULL)
+			mysql_close(db);
 		return -1;
 	}
-	/* The plug-in's tables may refer to each other. */
-	mysql_query(db, "SET SESSION foreign_key_checks = 0");
-	size_t n = 0;
-	char **names = prefixed_tables(db, &n);
 	int dropped = 0;
-	for (size_t i = 0; names != NULL && i < n; i++) {
+	for (size_t i = 0; i < n; i++) {
 		char ident[600], sql[700];
 		quote_ident(ident, sizeof ident, names[i]);
 		snprintf(sql, sizeof sql, "DROP TABLE IF EXISTS %s", ident);
@@ -411,7 +427,8 @@ void fault_skip(const char *fmt, ...)
  * process that fails just ends. */
 static void clean_up(void)
 {
-	if (getpid() != parent_pid)
+	static int cleaning;
+	if (getpid() != parent_pid || cleaning++)
 		return;
 	alarm(0);
 	kill_children();
@@ -442,6 +459,33 @@ void fault_pass(const char *fmt, ...)
 	exit(0);
 }
 
+int fault_in_ci(void)
+{
+	const char *ci = getenv("CI");
+	return ci != NULL && strcmp(ci, "true") == 0;
+}
+
+/* `make check` names the build tree's plug-in directory in
+ * $BUS_MYSQL_BACKEND_DIR (so that other suites keep the default); the
+ * library reads $BUS_BACKEND_DIR. One set by hand wins. */
+static void use_build_tree_backend(void)
+{
+	const char *dir = getenv("BUS_MYSQL_BACKEND_DIR");
+	const char *set = getenv("BUS_BACKEND_DIR");
+	if (dir == NULL || dir[0] == '\0' || (set != NULL && set[0] != '\0'))
+		return;
+	char so[4096];
+	snprintf(so, sizeof so, "%s/mysql.so", dir);
+	if (access(so, F_OK) != 0 && fault_in_ci())
+		fault_fail("CI: this build has no MySQL store (no %s)", so);
+	if (access(so, F_OK) != 0)
+		fault_skip("this build has no MySQL store (no %s): skipping "
+			   "the MySQL fault tests",
+			   so);
+	if (setenv("BUS_BACKEND_DIR", dir, 1) != 0)
+		fault_fail("setenv: %s", strerror(errno));
+}
+
 void fault_init(struct fault_env *e, const char *test, const char *tag,
 		unsigned limit_s)
 {
@@ -453,9 +497,13 @@ void fault_init(struct fault_env *e, const char *test, const char *tag,
 	setvbuf(stdout, NULL, _IOLBF, 0);
 
 	const char *url = getenv("BUS_TEST_MYSQL_URL");
+	if ((url == NULL || url[0] == '\0') && fault_in_ci())
+		fault_fail("CI: BUS_TEST_MYSQL_URL is not set: the MySQL fault "
+			   "tests must run");
 	if (url == NULL || url[0] == '\0')
 		fault_skip("BUS_TEST_MYSQL_URL is not set: skipping the MySQL "
 			   "fault tests");
+	use_build_tree_backend();
 	parse_url(&e->dsn, url);
 	/* These tests load, kill and restart: never aim them elsewhere. */
 	if (!is_local(&e->dsn))
@@ -480,6 +528,9 @@ void fault_init(struct fault_env *e, const char *test, const char *tag,
 	e->url = url_with_prefix(url, e->prefix);
 	/* A pid reused from a run that crashed before it cleaned up. */
 	int left = drop_tables();
+	if (left < 0)
+		fault_fail("cannot clear the tables of prefix %s (see above)",
+			   e->prefix);
 	if (left > 0)
 		fault_note("dropped %d tables left with prefix %s", left,
 			   e->prefix);

@@ -37,13 +37,18 @@ struct fault_env {
 };
 
 /*
- * Reads $BUS_TEST_MYSQL_URL (exits 77 when unset), checks it names a
+ * Reads $BUS_TEST_MYSQL_URL (exits 77 when unset, fails in CI), takes the
+ * plug-in from $BUS_MYSQL_BACKEND_DIR when $BUS_BACKEND_DIR is unset (make
+ * check sets it to the build tree's), checks the URL names a
  * server on this machine, reaches it (fails when it cannot), picks the
  * run's table prefix from `tag` and drops any table left with it. Arms a
  * watchdog of `limit_s` seconds for the whole program.
  */
 void fault_init(struct fault_env *e, const char *test, const char *tag,
 		unsigned limit_s);
+
+/* Whether this runs in CI ($CI is "true"), where nothing may skip. */
+int fault_in_ci(void);
 
 /* Prints "SKIP: ..." and exits 77 (nothing to clean up yet). */
 _Noreturn void fault_skip(const char *fmt, ...) BUS_PRINTF(1, 2);

@@ -165,6 +165,24 @@ void fault_run_kill(struct fault_run *r, int i)
 	r->pid[i] = 0;
 }
 
+void fault_run_pause(struct fault_run *r, int i, int pause)
+{
+	if (r->pid[i] == 0)
+		fault_fail("worker %d is not running", i);
+	if (!pause) {
+		kill(r->pid[i], SIGCONT);
+		return;
+	}
+	kill(r->pid[i], SIGSTOP);
+	int status;
+	pid_t got;
+	while ((got = waitpid(r->pid[i], &status, WUNTRACED)) < 0 &&
+	       errno == EINTR)
+		;
+	if (got != r->pid[i] || !WIFSTOPPED(status))
+		fault_fail("worker %s did not stop on SIGSTOP", r->node[i]);
+}
+
 /* SIGTERM asks for a graceful shutdown; each must end cleanly. */
 static void stop_workers(struct fault_run *r)
 {
@@ -184,7 +202,8 @@ static void stop_workers(struct fault_run *r)
 		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
 			fault_fail("worker %s %s on SIGTERM; expected a clean "
 				   "exit",
-				   r->node[i], exit_text(status, buf, sizeof buf));
+				   r->node[i],
+				   exit_text(status, buf, sizeof buf));
 	}
 }
 
@@ -221,7 +240,8 @@ static void wait_for_all(struct fault_run *r)
 	int64_t done = 0, other = (int64_t)r->n;
 	char why[512] = "";
 	for (;;) {
-		int64_t d = count_completed(r->monitor, &other, why, sizeof why);
+		int64_t d =
+			count_completed(r->monitor, &other, why, sizeof why);
 		if (d >= 0)
 			done = d;
 		if (d == (int64_t)r->n && faulted)
@@ -259,39 +279,77 @@ static void wait_for_all(struct fault_run *r)
 
 /* ---- the books ---------------------------------------------------------- */
 
-int64_t *fault_run_executing(struct fault_run *r, const char *node,
-			     size_t *n)
+/* Calls `fn` for every executing job, a page at a time. */
+static void each_executing(struct fault_run *r,
+			   void (*fn)(const bus_job *job, void *udata),
+			   void *udata)
 {
 	bus_job_filter f = BUS_JOB_FILTER_INIT;
 	f.states = BUS_STATE_BIT(BUS_JOB_EXECUTING);
 	f.limit = LIST_PAGE;
-	size_t cap = 64;
-	int64_t *ids = malloc(cap * sizeof *ids);
-	*n = 0;
 	for (;;) {
 		bus_job *jobs = NULL;
 		size_t k = 0;
-		if (ids == NULL)
-			fault_fail("out of memory");
 		if (bus_job_list(&jobs, &k, r->monitor, &f) != 0)
 			fault_fail("listing executing jobs: %s",
 				   bus_error_last()->message);
-		for (size_t i = 0; i < k; i++) {
-			if (jobs[i].attempted_by == NULL ||
-			    strcmp(jobs[i].attempted_by, node) != 0)
-				continue;
-			if (*n == cap)
-				ids = realloc(ids, (cap *= 2) * sizeof *ids);
-			if (ids == NULL)
-				fault_fail("out of memory");
-			ids[(*n)++] = jobs[i].id;
-		}
+		for (size_t i = 0; i < k; i++)
+			fn(&jobs[i], udata);
 		if (k > 0)
 			f.after_id = jobs[k - 1].id;
 		bus_job_list_free(jobs, k);
 		if (k < LIST_PAGE)
-			return ids;
+			return;
 	}
+}
+
+struct id_list {
+	const char *node;
+	int64_t *ids;
+	size_t n, cap;
+};
+
+static void collect_ids(const bus_job *job, void *udata)
+{
+	struct id_list *l = udata;
+	if (job->attempted_by == NULL || strcmp(job->attempted_by, l->node))
+		return;
+	if (l->n == l->cap) {
+		l->cap = l->cap ? 2 * l->cap : 64;
+		if ((l->ids = realloc(l->ids, l->cap * sizeof *l->ids)) == NULL)
+			fault_fail("out of memory");
+	}
+	l->ids[l->n++] = job->id;
+}
+
+int64_t *fault_run_executing(struct fault_run *r, const char *node,
+			     size_t *n)
+{
+	struct id_list l = { node, NULL, 0, 0 };
+	each_executing(r, collect_ids, &l);
+	*n = l.n;
+	return l.ids;
+}
+
+struct held_count {
+	struct fault_run *r;
+	size_t *held;
+};
+
+static void count_held(const bus_job *job, void *udata)
+{
+	struct held_count *c = udata;
+	for (int i = 0; job->attempted_by != NULL && i < c->r->sc->n_workers;
+	     i++)
+		if (strcmp(job->attempted_by, c->r->node[i]) == 0)
+			c->held[i]++;
+}
+
+void fault_run_held(struct fault_run *r, size_t held[FAULT_MAX_WORKERS])
+{
+	memset(held, 0, FAULT_MAX_WORKERS * sizeof *held);
+	struct held_count c = { r, held };
+	each_executing(r, count_held, &c);
 }
 
 /* Every job the store holds: the ones enqueued, each completed. */
@@ -337,7 +395,8 @@ static void read_seen(struct fault_run *r)
 	MYSQL *db = fault_connect(&r->env->dsn, why, sizeof why);
 	if (db == NULL)
 		fault_fail("connecting to read the seen table: %s", why);
-	fault_sql(db, "SELECT job_id, n FROM `%s" FAULT_SEEN "` ORDER BY job_id",
+	fault_sql(db,
+		  "SELECT job_id, n FROM `%s" FAULT_SEEN "` ORDER BY job_id",
 		  r->env->prefix);
 	MYSQL_RES *res = mysql_store_result(db);
 	if (res == NULL)

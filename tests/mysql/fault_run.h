@@ -24,6 +24,7 @@ struct fault_scenario {
 	int n_workers;
 	/* Each worker's options (thread isolation, one queue). */
 	int concurrency;
+	int prefetch; /* claimed jobs held beyond the busy executors */
 	int fetch_batch;
 	int completer_batch;
 	int64_t lease_ms;
@@ -68,8 +69,15 @@ long fault_run_find(const struct fault_run *r, int64_t id);
 int64_t *fault_run_executing(struct fault_run *r, const char *node,
 			     size_t *n);
 
+/* How many jobs each worker holds executing now, by worker index. */
+void fault_run_held(struct fault_run *r, size_t held[FAULT_MAX_WORKERS]);
+
 /* Kills worker `i` with SIGKILL and reaps it. */
 void fault_run_kill(struct fault_run *r, int i);
+
+/* Freezes worker `i` with SIGSTOP (returning once it has stopped), or,
+ * with `pause` 0, lets it go on with SIGCONT. */
+void fault_run_pause(struct fault_run *r, int i, int pause);
 
 /* The command every job is, and the seen table's name after the prefix. */
 #define FAULT_COMMAND "fault.job"

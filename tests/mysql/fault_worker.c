@@ -23,14 +23,19 @@ struct seen_conn {
 	MYSQL_STMT *insert;
 };
 
-static void seen_conn_free(void *p)
+static void seen_conn_free(struct seen_conn *c)
 {
-	struct seen_conn *c = p;
 	if (c->insert != NULL)
 		mysql_stmt_close(c->insert);
 	if (c->db != NULL)
 		mysql_close(c->db);
 	free(c);
+}
+
+/* The thread key's destructor, when an executor thread ends. */
+static void seen_conn_thread_end(void *p)
+{
+	seen_conn_free(p);
 	mysql_thread_end();
 }
 
@@ -125,7 +130,7 @@ void fault_worker_main(const struct fault_env *e,
 		 "INSERT INTO `%s" FAULT_SEEN "` (job_id, n) VALUES (?, 1) "
 		 "ON DUPLICATE KEY UPDATE n = n + 1",
 		 e->prefix);
-	if (pthread_key_create(&sink.key, seen_conn_free) != 0)
+	if (pthread_key_create(&sink.key, seen_conn_thread_end) != 0)
 		_exit(1);
 
 	bus *b = NULL;
@@ -145,6 +150,7 @@ void fault_worker_main(const struct fault_env *e,
 	bus_worker_opts o = BUS_WORKER_OPTS_INIT;
 	o.queues = &q;
 	o.n_queues = 1;
+	o.prefetch = sc->prefetch;
 	o.fetch_batch = sc->fetch_batch;
 	o.completer_batch = sc->completer_batch;
 	o.poll_interval_ms = 100;
