@@ -70,6 +70,9 @@ const char *bus_error_name(int code)
 	case BUS_EHANDLER: return "BUS_EHANDLER";
 	case BUS_ESTATE: return "BUS_ESTATE";
 	case BUS_EBACKEND: return "BUS_EBACKEND";
+	case BUS_ESCHEMA: return "BUS_ESCHEMA";
+	case BUS_ESNOOZE: return "BUS_ESNOOZE";
+	case BUS_ECANCEL: return "BUS_ECANCEL";
 	default: return "unknown";
 	}
 }

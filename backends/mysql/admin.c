@@ -1,0 +1,492 @@
+/*
+ * Administration: get, list, cancel, retry, remove, pausing queues,
+ * counts and prune.
+ *
+ * Each write is one statement that carries its own condition (not
+ * finished, not executing), so it cannot race with a worker; when it
+ * changes nothing, a read of the job says why (not found, or its state).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mysql_store.h"
+
+#define LIST_LIMIT_DEFAULT 100
+
+static char *get_build(const struct my_tables *t, size_t rows)
+{
+	return bus__my_sql(t,
+			   "SELECT " MY_JOB_COLS " FROM bus_jobs "
+			   "WHERE id = ?",
+			   NULL, NULL, rows);
+}
+
+static char *list_build(const struct my_tables *t, size_t rows)
+{
+	return bus__my_sql(t,
+			   "SELECT " MY_JOB_COLS " FROM bus_jobs "
+			   "WHERE id > ? AND (? = 0 OR (? >> state) & 1) "
+			   "AND (? IS NULL OR queue = ?) "
+			   "AND (? IS NULL OR kind = ?) "
+			   "ORDER BY id LIMIT ?",
+			   NULL, NULL, rows);
+}
+
+static char *cancel_build(const struct my_tables *t, size_t rows)
+{
+	return bus__my_sql(t,
+			   "UPDATE bus_jobs SET state = 5, "
+			   "finished_at = COALESCE(?, UTC_TIMESTAMP(6)), "
+			   "lease_until = NULL, "
+			   "unique_key = IF((unique_states >> 5) & 1, "
+			   "unique_key, NULL) "
+			   "WHERE id = ? AND state IN (0, 1, 2, 3)",
+			   NULL, NULL, rows);
+}
+
+/* max_attempts reads attempt, which this statement does not set. */
+static char *retry_build(const struct my_tables *t, size_t rows)
+{
+	return bus__my_sql(t,
+			   "UPDATE bus_jobs SET state = 0, "
+			   "scheduled_at = COALESCE(?, UTC_TIMESTAMP(6)), "
+			   "finished_at = NULL, lease_until = NULL, "
+			   "max_attempts = IF(attempt >= max_attempts, "
+			   "attempt + 1, max_attempts), "
+			   "unique_key = IF(unique_states & 1, unique_key, "
+			   "NULL) "
+			   "WHERE id = ? AND state <> 2",
+			   NULL, NULL, rows);
+}
+
+static char *remove_build(const struct my_tables *t, size_t rows)
+{
+	return bus__my_sql(t,
+			   "DELETE FROM bus_jobs WHERE id = ? AND state <> 2",
+			   NULL, NULL, rows);
+}
+
+static char *state_build(const struct my_tables *t, size_t rows)
+{
+	return bus__my_sql(t, "SELECT state FROM bus_jobs WHERE id = ?", NULL,
+			   NULL, rows);
+}
+
+static char *pause_build(const struct my_tables *t, size_t rows)
+{
+	return bus__my_sql(t,
+			   "INSERT INTO bus_queues (name, paused) "
+			   "VALUES (?, ?) "
+			   "ON DUPLICATE KEY UPDATE paused = VALUES(paused)",
+			   NULL, NULL, rows);
+}
+
+static char *counts_build(const struct my_tables *t, size_t rows)
+{
+	return bus__my_sql(t,
+			   "SELECT queue, state, COUNT(*) FROM bus_jobs "
+			   "GROUP BY queue, state ORDER BY queue, state",
+			   NULL, NULL, rows);
+}
+
+/* finished_at is set only on finished jobs: the state test is a check. */
+static char *prune_build(const struct my_tables *t, size_t rows)
+{
+	return bus__my_sql(t,
+			   "DELETE FROM bus_jobs WHERE finished_at < "
+			   "COALESCE(?, UTC_TIMESTAMP(6)) - "
+			   "INTERVAL ? MICROSECOND AND state IN (4, 5, 6) "
+			   "ORDER BY finished_at, id LIMIT ?",
+			   NULL, NULL, rows);
+}
+
+/* Runs the statement in `slot` with one job id as its last parameter
+ * (after `now` when with_now); *affected tells how many rows changed. */
+static int by_id(struct my_conn *c, int slot, my_sql_fn build, int with_now,
+		 int64_t now, int64_t id, MYSQL_STMT **out)
+{
+	struct my_params p;
+	int rc = bus__my_prepare(c, out, slot, build, 0);
+	if (rc != 0 || (rc = bus__my_params_init(&p, 2)) != 0)
+		return rc;
+	if (with_now)
+		bus__my_p_time(&p, now);
+	bus__my_p_ll(&p, id);
+	rc = bus__my_exec(c, *out, &p);
+	bus__my_params_free(&p);
+	return rc;
+}
+
+/* The job's state, or -1 when there is no such job. */
+static int state_of(struct my_conn *c, int64_t id, long long *state)
+{
+	MYSQL_STMT *st;
+	size_t n = 0;
+	int rc = by_id(c, SL_STATE, state_build, 0, 0, id, &st);
+	if (rc == 0)
+		rc = bus__my_ints_fetch(c, st, state, 1, &n);
+	if (rc == 0 && n == 0)
+		*state = -1;
+	return rc;
+}
+
+static int not_found(const bus_store *s, int64_t id)
+{
+	return s->env.error(BUS_ENOTFOUND, "mysql store: job %lld not found",
+			    (long long)id);
+}
+
+static const char *state_name(long long st)
+{
+	static const char *const names[BUS_JOB_STATE_COUNT] = {
+		"available", "scheduled", "executing", "retryable",
+		"completed", "cancelled", "discarded",
+	};
+	return st >= 0 && st < BUS_JOB_STATE_COUNT ? names[st] : "unknown";
+}
+
+/* A size as a LIMIT. */
+static long long limit_of(size_t n)
+{
+	return n > (size_t)INT64_MAX ? INT64_MAX : (long long)n;
+}
+
+/* ---- get and list ---- */
+
+struct read_arg {
+	int64_t id;
+	const bus_job_filter *filter;
+	bus_job *rows;
+	size_t n;
+};
+
+static int get_op(bus_store *s, void *arg)
+{
+	struct read_arg *a = arg;
+	MYSQL_STMT *st;
+	int rc = by_id(&s->conn, SL_GET, get_build, 0, 0, a->id, &st);
+	if (rc == 0)
+		rc = bus__my_rows_fetch(&s->conn, st, 1, &a->rows, &a->n, NULL);
+	return rc;
+}
+
+int bus__my_get(bus_store *s, int64_t id, bus_job **out)
+{
+	*out = NULL;
+	struct read_arg a = { id, NULL, NULL, 0 };
+	int rc = bus__my_run(s, "reading a job", get_op, &a);
+	if (rc != 0)
+		return rc;
+	if (a.n == 0)
+		return not_found(s, id);
+	*out = a.rows; /* an array of one: bus_job_free frees it */
+	return 0;
+}
+
+static int list_op(bus_store *s, void *arg)
+{
+	struct read_arg *a = arg;
+	const bus_job_filter *f = a->filter;
+	size_t limit = f->limit ? f->limit : LIST_LIMIT_DEFAULT;
+	MYSQL_STMT *st;
+	struct my_params p;
+	int rc = bus__my_prepare(&s->conn, &st, SL_LIST, list_build, 0);
+	if (rc != 0 || (rc = bus__my_params_init(&p, 8)) != 0)
+		return rc;
+	bus__my_p_ll(&p, f->after_id);
+	bus__my_p_ll(&p, f->states);
+	bus__my_p_ll(&p, f->states);
+	bus__my_p_str(&p, f->queue);
+	bus__my_p_str(&p, f->queue);
+	bus__my_p_str(&p, f->kind);
+	bus__my_p_str(&p, f->kind);
+	bus__my_p_ll(&p, limit_of(limit));
+	rc = bus__my_exec(&s->conn, st, &p);
+	bus__my_params_free(&p);
+	if (rc == 0)
+		rc = bus__my_rows_fetch(&s->conn, st, limit, &a->rows, &a->n,
+					NULL);
+	return rc;
+}
+
+int bus__my_list(bus_store *s, const bus_job_filter *filter, bus_job **out,
+		 size_t *n_out)
+{
+	static const bus_job_filter all = BUS_JOB_FILTER_INIT;
+	*out = NULL;
+	*n_out = 0;
+	struct read_arg a = { 0, filter ? filter : &all, NULL, 0 };
+	int rc = bus__my_run(s, "listing jobs", list_op, &a);
+	if (rc == 0) {
+		*out = a.rows;
+		*n_out = a.n;
+	}
+	return rc;
+}
+
+/* ---- cancel, retry, remove ---- */
+
+enum change { CANCEL, RETRY, REMOVE };
+
+struct change_arg {
+	enum change what;
+	int64_t now, id;
+	long long state; /* when nothing changed: the job's, or -1 */
+	int changed;
+};
+
+static int change_op(bus_store *s, void *arg)
+{
+	static const struct {
+		int slot;
+		my_sql_fn build;
+		int with_now;
+	} stmts[] = {
+		[CANCEL] = { SL_CANCEL, cancel_build, 1 },
+		[RETRY] = { SL_RETRY, retry_build, 1 },
+		[REMOVE] = { SL_REMOVE, remove_build, 0 },
+	};
+	struct change_arg *a = arg;
+	MYSQL_STMT *st;
+	int rc = by_id(&s->conn, stmts[a->what].slot, stmts[a->what].build,
+		       stmts[a->what].with_now, a->now, a->id, &st);
+	if (rc != 0)
+		return rc;
+	a->changed = mysql_stmt_affected_rows(st) > 0;
+	return a->changed ? 0 : state_of(&s->conn, a->id, &a->state);
+}
+
+/* Runs a change; when it changes nothing and the job is still in a state
+ * it applies to (`applies` of the state read after), the job moved in
+ * between (a worker finished it, say): one more try decides. */
+static int change(bus_store *s, struct change_arg *a, const char *what,
+		  unsigned applies)
+{
+	int rc = 0;
+	for (int tries = 0; tries < 2; tries++) {
+		rc = bus__my_run(s, what, change_op, a);
+		if (rc != 0 || a->changed || a->state < 0 ||
+		    !(BUS_STATE_BIT(a->state) & applies))
+			break;
+	}
+	return rc;
+}
+
+int bus__my_cancel(bus_store *s, int64_t now, int64_t id)
+{
+	int rc = bus__my_now_check(s, "cancel", now);
+	struct change_arg a = { CANCEL, now, id, -1, 0 };
+	if (rc == 0)
+		rc = change(s, &a, "cancelling a job", BUS_STATES_UNFINISHED);
+	if (rc != 0 || a.changed)
+		return rc;
+	if (a.state < 0)
+		return not_found(s, id);
+	if (!(BUS_STATE_BIT(a.state) & BUS_STATES_FINISHED))
+		return s->env.error(BUS_ESTATE,
+				    "mysql store: cannot cancel job %lld: it "
+				    "keeps changing state",
+				    (long long)id);
+	return s->env.error(BUS_ESTATE,
+			    "mysql store: cannot cancel job %lld: it has "
+			    "already finished (%s)",
+			    (long long)id, state_name(a.state));
+}
+
+int bus__my_retry(bus_store *s, int64_t now, int64_t id)
+{
+	int rc = bus__my_now_check(s, "retry", now);
+	struct change_arg a = { RETRY, now, id, -1, 0 };
+	unsigned applies = BUS_STATES_ALL & ~BUS_STATE_BIT(BUS_JOB_EXECUTING);
+	if (rc == 0)
+		rc = change(s, &a, "retrying a job", applies);
+	if (rc != 0 || a.changed)
+		return rc;
+	if (a.state < 0)
+		return not_found(s, id);
+	if (a.state == BUS_JOB_EXECUTING)
+		return s->env.error(BUS_ESTATE,
+				    "mysql store: cannot retry job %lld: it "
+				    "is executing",
+				    (long long)id);
+	return 0; /* it was already available now, with an attempt left */
+}
+
+int bus__my_remove(bus_store *s, int64_t id)
+{
+	struct change_arg a = { REMOVE, 0, id, -1, 0 };
+	unsigned applies = BUS_STATES_ALL & ~BUS_STATE_BIT(BUS_JOB_EXECUTING);
+	int rc = change(s, &a, "deleting a job", applies);
+	if (rc != 0 || a.changed)
+		return rc;
+	if (a.state < 0)
+		return not_found(s, id);
+	if (a.state != BUS_JOB_EXECUTING)
+		return s->env.error(BUS_ESTATE,
+				    "mysql store: cannot delete job %lld: it "
+				    "keeps changing state",
+				    (long long)id);
+	return s->env.error(BUS_ESTATE,
+			    "mysql store: cannot delete job %lld: it is "
+			    "executing",
+			    (long long)id);
+}
+
+/* ---- Queues and counts ---- */
+
+struct pause_arg {
+	const char *queue;
+	int paused;
+};
+
+static int pause_op(bus_store *s, void *arg)
+{
+	struct pause_arg *a = arg;
+	MYSQL_STMT *st;
+	struct my_params p;
+	int rc = bus__my_prepare(&s->conn, &st, SL_PAUSE, pause_build, 0);
+	if (rc != 0 || (rc = bus__my_params_init(&p, 2)) != 0)
+		return rc;
+	bus__my_p_str(&p, a->queue);
+	bus__my_p_ll(&p, a->paused != 0);
+	rc = bus__my_exec(&s->conn, st, &p);
+	bus__my_params_free(&p);
+	return rc;
+}
+
+int bus__my_set_paused(bus_store *s, const char *queue, int paused)
+{
+	if (queue == NULL)
+		return s->env.error(BUS_EINVAL,
+				    "mysql store: set_paused: queue is NULL");
+	struct pause_arg a = { queue, paused };
+	return bus__my_run(s, paused ? "pausing a queue" : "resuming a queue",
+			   pause_op, &a);
+}
+
+struct counts_arg {
+	bus_job_count *c;
+	size_t n;
+};
+
+static int counts_read(struct my_conn *c, MYSQL_STMT *st, struct counts_arg *a)
+{
+	bus_job_count row;
+	long long state = 0, count = 0;
+	unsigned long qlen = 0;
+	MYSQL_BIND b[3];
+	memset(b, 0, sizeof b);
+	b[0].buffer_type = MYSQL_TYPE_STRING;
+	b[0].buffer = row.queue;
+	b[0].buffer_length = sizeof row.queue;
+	b[0].length = &qlen;
+	b[1].buffer_type = MYSQL_TYPE_LONGLONG;
+	b[1].buffer = &state;
+	b[2].buffer_type = MYSQL_TYPE_LONGLONG;
+	b[2].buffer = &count;
+	if (mysql_stmt_bind_result(st, b) != 0)
+		return bus__my_stmt_fail(c, st);
+	size_t cap = 0;
+	int rc = 0, f;
+	while ((f = mysql_stmt_fetch(st)) == 0 || f == MYSQL_DATA_TRUNCATED) {
+		if (rc != 0)
+			continue; /* read to the end */
+		/* A name longer than the field is cut, as the memory store
+		 * does. */
+		size_t max = sizeof row.queue - 1;
+		size_t len = qlen < max ? qlen : max;
+		row.queue[len] = '\0';
+		row.state = (bus_job_state)state;
+		row.count = count;
+		if (a->n == cap) {
+			size_t ncap = cap ? cap * 2 : 16;
+			bus_job_count *nc = realloc(a->c, ncap * sizeof *nc);
+			if (nc == NULL) {
+				rc = MY_ERR_NOMEM;
+				continue;
+			}
+			a->c = nc;
+			cap = ncap;
+		}
+		a->c[a->n++] = row;
+	}
+	if (rc == 0 && f != MYSQL_NO_DATA)
+		rc = bus__my_stmt_fail(c, st);
+	mysql_stmt_free_result(st);
+	return rc;
+}
+
+static int counts_op(bus_store *s, void *arg)
+{
+	struct counts_arg *a = arg;
+	MYSQL_STMT *st;
+	free(a->c);
+	a->c = NULL;
+	a->n = 0;
+	int rc = bus__my_prepare(&s->conn, &st, SL_COUNTS, counts_build, 0);
+	if (rc == 0)
+		rc = bus__my_exec(&s->conn, st, NULL);
+	if (rc == 0)
+		rc = counts_read(&s->conn, st, a);
+	if (rc != 0) {
+		free(a->c);
+		a->c = NULL;
+		a->n = 0;
+	}
+	return rc;
+}
+
+int bus__my_counts(bus_store *s, bus_job_count **out, size_t *n_out)
+{
+	*out = NULL;
+	*n_out = 0;
+	struct counts_arg a = { NULL, 0 };
+	int rc = bus__my_run(s, "counting jobs", counts_op, &a);
+	if (rc == 0) {
+		*out = a.c;
+		*n_out = a.n;
+	}
+	return rc;
+}
+
+/* ---- prune ---- */
+
+struct prune_arg {
+	int64_t now, age_us;
+	size_t limit;
+	int64_t deleted;
+};
+
+static int prune_op(bus_store *s, void *arg)
+{
+	struct prune_arg *a = arg;
+	MYSQL_STMT *st;
+	struct my_params p;
+	int rc = bus__my_prepare(&s->conn, &st, SL_PRUNE, prune_build, 0);
+	if (rc != 0 || (rc = bus__my_params_init(&p, 3)) != 0)
+		return rc;
+	bus__my_p_time(&p, a->now);
+	bus__my_p_ll(&p, a->age_us);
+	bus__my_p_ll(&p, limit_of(a->limit));
+	rc = bus__my_exec(&s->conn, st, &p);
+	bus__my_params_free(&p);
+	if (rc == 0)
+		a->deleted = (int64_t)mysql_stmt_affected_rows(st);
+	return rc;
+}
+
+int bus__my_prune(bus_store *s, int64_t now, int64_t age_us, size_t limit,
+		  int64_t *deleted)
+{
+	if (deleted != NULL)
+		*deleted = 0;
+	int rc = bus__my_now_check(s, "prune", now);
+	if (rc != 0 || limit == 0)
+		return rc;
+	struct prune_arg a = { now, age_us, limit, 0 };
+	rc = bus__my_run(s, "pruning finished jobs", prune_op, &a);
+	if (rc == 0 && deleted != NULL)
+		*deleted = a.deleted;
+	return rc;
+}
