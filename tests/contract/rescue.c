@@ -85,6 +85,15 @@ static void release_and_close(struct stranded *s)
 	bus_close(s->b);
 }
 
+static int rescued_once(void *arg)
+{
+	struct stranded *s = arg;
+	bus_worker_stats a, b;
+	bus_worker_get_stats(&a, s->dead);
+	bus_worker_get_stats(&b, s->rescuer);
+	return a.rescued + b.rescued >= 1;
+}
+
 START_TEST(expired_lease_of_stalled_worker_is_rescued_to_retryable)
 {
 	struct stranded s;
@@ -99,6 +108,9 @@ START_TEST(expired_lease_of_stalled_worker_is_rescued_to_retryable)
 		      (long long)delay);
 	bus_job_free(j);
 
+	/* A worker counts a rescue once its store call returns, which may be
+	 * after the change is visible to others: wait for the count. */
+	wait_for(rescued_once, &s, "a worker to count the rescue");
 	bus_worker_stats a, bst;
 	bus_worker_get_stats(&a, s.dead);
 	bus_worker_get_stats(&bst, s.rescuer);

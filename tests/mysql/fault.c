@@ -19,7 +19,12 @@ static pid_t parent_pid;       /* only the parent cleans up */
 static struct timespec started;
 static pid_t children[MAX_CHILDREN];
 static int n_children;
-static unsigned watchdog_s;
+/* What the watchdog execs to drop the tables: this program again, told the
+ * prefix through the environment. Made before the alarm is armed, since
+ * a signal handler may not allocate. */
+#define DROP_VAR "BUS_FAULT_DROP_PREFIX"
+static char *watchdog_argv[2] = { "fault-cleanup", NULL };
+static char **watchdog_envp;
 
 /* ---- the URL ------------------------------------------------------------ */
 
@@ -362,7 +367,8 @@ static void kill_children(void)
 	}
 }
 
-/* Async-signal-safe: only write, kill and _exit. The tables are left. */
+/* Async-signal-safe: only write, kill, execve and _exit. The program run
+ * again drops the tables (fault_init) and exits 1. */
 static void on_watchdog(int sig)
 {
 	(void)sig;
@@ -372,6 +378,39 @@ static void on_watchdog(int sig)
 	(void)w;
 	for (int i = 0; i < n_children; i++)
 		kill(children[i], SIGKILL);
+	if (watchdog_envp != NULL)
+		execve("/proc/self/exe", watchdog_argv, watchdog_envp);
+	_exit(1);
+}
+
+/* The environment with DROP_VAR=<prefix> added, for the watchdog. */
+static void prepare_watchdog_exec(const char *prefix)
+{
+	extern char **environ;
+	size_t n = 0;
+	while (environ[n] != NULL)
+		n++;
+	char **envp = calloc(n + 2, sizeof *envp);
+	char *var = NULL;
+	if (envp == NULL || asprintf(&var, DROP_VAR "=%s", prefix) < 0)
+		fault_fail("out of memory");
+	memcpy(envp, environ, n * sizeof *envp);
+	envp[n] = var;
+	watchdog_envp = envp;
+}
+
+/* Run by the watchdog's exec: drops a timed-out run's tables, exits 1. */
+static _Noreturn void drop_after_watchdog(struct fault_env *e,
+					  const char *prefix, const char *url)
+{
+	if (strspn(prefix, "abcdefghijklmnopqrstuvwxyz0123456789_") !=
+		    strlen(prefix) ||
+	    strlen(prefix) >= sizeof e->prefix || url == NULL)
+		_exit(1);
+	strcpy(e->prefix, prefix);
+	parse_url(&e->dsn, url);
+	int n = drop_tables();
+	printf("watchdog: dropped %d tables of prefix %s\n", n, prefix);
 	_exit(1);
 }
 
@@ -497,6 +536,9 @@ void fault_init(struct fault_env *e, const char *test, const char *tag,
 	setvbuf(stdout, NULL, _IOLBF, 0);
 
 	const char *url = getenv("BUS_TEST_MYSQL_URL");
+	const char *drop = getenv(DROP_VAR);
+	if (drop != NULL)
+		drop_after_watchdog(e, drop, url);
 	if ((url == NULL || url[0] == '\0') && fault_in_ci())
 		fault_fail("CI: BUS_TEST_MYSQL_URL is not set: the MySQL fault "
 			   "tests must run");
@@ -512,10 +554,6 @@ void fault_init(struct fault_env *e, const char *test, const char *tag,
 			   "(127.0.0.1, ::1 or localhost)",
 			   e->dsn.host);
 
-	watchdog_s = limit_s;
-	signal(SIGALRM, on_watchdog);
-	alarm(watchdog_s);
-
 	char why[512];
 	MYSQL *db = fault_connect(&e->dsn, why, sizeof why);
 	if (db == NULL)
@@ -526,6 +564,9 @@ void fault_init(struct fault_env *e, const char *test, const char *tag,
 
 	snprintf(e->prefix, sizeof e->prefix, "%s_%ld_", tag, (long)getpid());
 	e->url = url_with_prefix(url, e->prefix);
+	prepare_watchdog_exec(e->prefix);
+	signal(SIGALRM, on_watchdog);
+	alarm(limit_s);
 	/* A pid reused from a run that crashed before it cleaned up. */
 	int left = drop_tables();
 	if (left < 0)

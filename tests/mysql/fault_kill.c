@@ -114,6 +114,7 @@ int main(void)
 				   "flight at the killed worker",
 				   (long long)r.id[i], r.seen[i]);
 	free(inflight);
+	fault_run_free(&r);
 	fault_pass("after kill -9 of 1 of %d workers all %zu jobs completed; "
 		   "jobs in flight at the dead worker: %zu (%d executors, "
 		   "prefetch %d), rescued: %zu, run twice: %zu",

@@ -134,6 +134,7 @@ int main(void)
 		fault_fail("%zu jobs ran twice; at most %zu runs (one per "
 			   "executor) can be cut by a restart",
 			   r.duplicates, bound);
+	fault_run_free(&r);
 	fault_pass("%d workers finished all %zu jobs across a server "
 		   "restart; %zu ran twice (bound %zu)",
 		   sc.n_workers, r.n, r.duplicates, bound);

@@ -452,6 +452,15 @@ static void check_books(struct fault_run *r)
 		   r->n, r->duplicates, max_seen, r->reclaimed);
 }
 
+void fault_run_free(struct fault_run *r)
+{
+	free(r->id);
+	free(r->attempt);
+	free(r->seen);
+	r->id = NULL;
+	r->attempt = r->seen = NULL;
+}
+
 void fault_run_scenario(struct fault_run *r, struct fault_env *e,
 			const struct fault_scenario *sc)
 {

@@ -61,6 +61,9 @@ struct fault_run {
 void fault_run_scenario(struct fault_run *r, struct fault_env *e,
 			const struct fault_scenario *sc);
 
+/* Frees the run's arrays (the counts stay). */
+void fault_run_free(struct fault_run *r);
+
 /* Index of `id` in r->id, or -1. */
 long fault_run_find(const struct fault_run *r, int64_t id);
 

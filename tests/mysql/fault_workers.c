@@ -25,6 +25,7 @@ int main(void)
 		fault_fail("%zu jobs were claimed more than once with no "
 			   "fault",
 			   r.reclaimed);
+	fault_run_free(&r);
 	fault_pass("%d workers ran %zu jobs, each exactly once, in %.1f s",
 		   sc.n_workers, r.n, r.run_s);
 }
