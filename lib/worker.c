@@ -133,6 +133,7 @@ static void worker_destroy(struct bus_worker *w)
 	free(w->queues);
 	free(w->slots);
 	free(w->batch.items);
+	free(w->batch.owners);
 	free(w->node);
 	if (w->stop_pipe[0] >= 0) {
 		close(w->stop_pipe[0]);
@@ -338,7 +339,7 @@ static void give_back(struct bus_worker *w, const bus_job *job)
 {
 	bus_store_finish f = { job->id, w->node, job->attempt, 0,
 			       BUS_JOB_AVAILABLE, -1, NULL, 1 };
-	bus__worker_submit(w, &f);
+	bus__worker_submit(w, &f, NULL);
 }
 
 /* How much to claim per queue: enough to fill its idle executors and its
@@ -349,8 +350,10 @@ static size_t room_for(struct bus_worker *w, bus_store_claim *req)
 	size_t total = 0;
 	for (size_t i = 0; i < w->n_queues; i++) {
 		struct worker_queue *q = &w->queues[i];
+		/* Jobs run but not yet recorded still hold the queue's room:
+		 * a worker never holds more than concurrency + prefetch. */
 		int64_t room = q->concurrency + q->prefetch - q->busy -
-			       (int64_t)q->pending.len;
+			       (int64_t)q->pending.len - q->unwritten;
 		size_t want = room > 0 && bus__queue_low(q) ? (size_t)room : 0;
 		if (total + want > (size_t)w->fetch_batch)
 			want = (size_t)w->fetch_batch - total;

@@ -34,6 +34,7 @@ struct worker_queue {
 	char *name;      /* owned */
 	int concurrency; /* executor slots */
 	int prefetch;    /* jobs that may wait beyond the busy slots */
+	int unwritten;   /* run, but the outcome is not stored yet */
 	int busy;        /* slots running a job */
 	struct job_fifo pending;
 };
@@ -51,9 +52,12 @@ struct worker_slot {
 	int given_back;          /* stop() gave the job back itself */
 };
 
-/* Outcomes waiting to be written; strings owned. */
+/* Outcomes waiting to be written; strings owned. owners[i] is the queue
+ * whose executor ran items[i] (NULL for a give-back), so that the job still
+ * counts against what that queue may hold until its outcome is stored. */
 struct finish_batch {
 	bus_store_finish *items;
+	struct worker_queue **owners;
 	size_t len, cap;
 };
 
@@ -103,15 +107,17 @@ struct bus_worker {
  * lock). */
 static inline int bus__queue_low(const struct worker_queue *q)
 {
-	return q->pending.len <= (size_t)q->prefetch / 2;
+	return q->pending.len + (size_t)q->unwritten <= (size_t)q->prefetch / 2;
 }
 
 /* worker_exec.c: an executor thread. */
 void *bus__worker_executor(void *slot);
 /* worker_complete.c: the completer thread, and handing it an outcome
- * (copies the strings; takes the lock itself). */
+ * (copies the strings; takes the lock itself). `owner` is the queue whose
+ * executor produced it, or NULL. */
 void *bus__worker_completer(void *w);
-int bus__worker_submit(struct bus_worker *w, const bus_store_finish *f);
+int bus__worker_submit(struct bus_worker *w, const bus_store_finish *f,
+		       struct worker_queue *owner);
 /* worker_maint.c: the maintenance thread. */
 void *bus__worker_maintenance(void *w);
 

@@ -9,7 +9,8 @@
 #include "error.h"
 #include "worker.h"
 
-int bus__worker_submit(struct bus_worker *w, const bus_store_finish *f)
+int bus__worker_submit(struct bus_worker *w, const bus_store_finish *f,
+		       struct worker_queue *owner)
 {
 	bus_store_finish copy = *f;
 	copy.node = strdup(f->node);
@@ -26,16 +27,24 @@ int bus__worker_submit(struct bus_worker *w, const bus_store_finish *f)
 	if (b->len == b->cap) {
 		size_t cap = b->cap ? b->cap * 2 : 64;
 		bus_store_finish *items = realloc(b->items, cap * sizeof *items);
-		if (items == NULL) {
+		if (items != NULL)
+			b->items = items;
+		struct worker_queue **owners =
+			items ? realloc(b->owners, cap * sizeof *owners) : NULL;
+		if (owners != NULL)
+			b->owners = owners;
+		if (items == NULL || owners == NULL) {
 			pthread_mutex_unlock(&w->lock);
 			free((char *)copy.node);
 			free((char *)copy.error);
 			return bus__error_oom();
 		}
-		b->items = items;
 		b->cap = cap;
 	}
+	b->owners[b->len] = owner;
 	b->items[b->len++] = copy;
+	if (owner != NULL)
+		owner->unwritten++;
 	if (b->len == 1 || b->len >= (size_t)w->completer_batch)
 		pthread_cond_signal(&w->flush);
 	pthread_mutex_unlock(&w->lock);
@@ -63,6 +72,24 @@ static void count(struct bus_worker *w, const bus_store_finish *f,
  * dropped while the worker runs. Once it is shutting down a few tries are
  * made; a batch that still fails is left to the rescuer (the jobs stay
  * executing until their leases run out, then run again). */
+/* The outcomes are stored (or given up on): their jobs no longer hold
+ * their queues' room. */
+static void release_owners(struct bus_worker *w, struct worker_queue **owners,
+			   size_t n)
+{
+	int freed = 0;
+	pthread_mutex_lock(&w->lock);
+	for (size_t i = 0; i < n; i++) {
+		if (owners[i] != NULL) {
+			owners[i]->unwritten--;
+			freed = 1;
+		}
+	}
+	if (freed)
+		pthread_cond_signal(&w->room);
+	pthread_mutex_unlock(&w->lock);
+}
+
 static void write_batch(struct bus_worker *w, bus_store_finish *items,
 			size_t n)
 {
@@ -105,7 +132,7 @@ out:
 void *bus__worker_completer(void *arg)
 {
 	struct bus_worker *w = arg;
-	struct finish_batch mine = { NULL, 0, 0 };
+	struct finish_batch mine = { NULL, NULL, 0, 0 };
 	pthread_mutex_lock(&w->lock);
 	for (;;) {
 		while (w->batch.len == 0 && !w->completer_done)
@@ -130,11 +157,13 @@ void *bus__worker_completer(void *arg)
 		w->batch = mine;
 		pthread_mutex_unlock(&w->lock);
 		write_batch(w, full.items, full.len);
+		release_owners(w, full.owners, full.len);
 		full.len = 0;
 		mine = full;
 		pthread_mutex_lock(&w->lock);
 	}
 	pthread_mutex_unlock(&w->lock);
 	free(mine.items);
+	free(mine.owners);
 	return NULL;
 }

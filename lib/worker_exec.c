@@ -119,7 +119,11 @@ static void finish_job(struct worker_slot *slot, const struct bus_outcome *o)
 						   job->handler);
 		bus__policy_decide(&f, job, h, w->node, o);
 	}
-	bus__worker_submit(w, &f);
+	if (bus__worker_submit(w, &f, slot->queue) != 0)
+		bus__log(&w->bus->log, BUS_LOG_ERROR,
+			 "worker '%s': the outcome of job %lld is not recorded "
+			 "(%s); it runs again after its lease",
+			 w->node, (long long)job->id, bus_error_last()->message);
 }
 
 void *bus__worker_executor(void *arg)
