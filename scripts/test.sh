@@ -58,6 +58,20 @@ fi
 echo "== test"
 status=0
 make -j2 check >/dev/null 2>&1 || status=$?
+
+# The same suites again, built with AddressSanitizer and UBSan, from the
+# distribution tree (so that it also checks nothing is missing from it).
+echo "== test (AddressSanitizer and UBSan build)"
+asan_dir=$top/build-asan
+rm -rf "$asan_dir"
+make distdir distdir="$asan_dir/src" >/dev/null
+(
+	cd "$asan_dir/src"
+	./configure --enable-werror --enable-sanitizers >/dev/null
+	make -j2 >/dev/null
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+		make -j2 check >/dev/null 2>&1
+) || status=1
 # Show what failed, with the end of each failing test's log.
 for trs in $(find . -name '*.trs' -not -path './libbus-[0-9]*' | sort); do
 	if ! grep -q '^:test-result: \(PASS\|SKIP\)' "$trs"; then
