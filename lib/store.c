@@ -130,14 +130,14 @@ void bus__store_after_fork(struct bus_store_pool *p)
 	p->in_child = 1;
 }
 
-int bus__store_acquire(struct bus_store_pool *p, bus_store **out)
+/* A connection for one call, without the schema check: the shared one, an
+ * idle one, or a new one. */
+static int take(struct bus_store_pool *p, bus_store **out)
 {
 	if (p->in_child && p->shared != NULL)
 		return refuse_in_child(p);
-	bus_store *s = NULL;
-	if (p->shared != NULL) {
-		s = p->shared;
-	} else {
+	bus_store *s = p->shared;
+	if (s == NULL) {
 		pthread_mutex_lock(&p->lock);
 		if (p->n_idle > 0)
 			s = p->idle[--p->n_idle];
@@ -148,13 +148,19 @@ int bus__store_acquire(struct bus_store_pool *p, bus_store **out)
 				return rc;
 		}
 	}
-	int rc = check_schema(p, s);
-	if (rc != 0) {
-		bus__store_release(p, s);
-		return rc;
-	}
 	*out = s;
 	return 0;
+}
+
+int bus__store_acquire(struct bus_store_pool *p, bus_store **out)
+{
+	bus_store *s;
+	int rc = take(p, &s);
+	if (rc == 0 && (rc = check_schema(p, s)) != 0)
+		bus__store_release(p, s);
+	if (rc == 0)
+		*out = s;
+	return rc;
 }
 
 void bus__store_release(struct bus_store_pool *p, bus_store *s)
@@ -179,21 +185,11 @@ void bus__store_release(struct bus_store_pool *p, bus_store *s)
 
 int bus__store_migrate(struct bus_store_pool *p)
 {
-	if (p->in_child && p->shared != NULL)
-		return refuse_in_child(p);
-	bus_store *s = p->shared;
-	if (s == NULL) {
-		pthread_mutex_lock(&p->lock);
-		if (p->n_idle > 0)
-			s = p->idle[--p->n_idle];
-		pthread_mutex_unlock(&p->lock);
-		if (s == NULL) {
-			int rc = p->ops->open(&s, p->url, &p->env);
-			if (rc != 0)
-				return rc;
-		}
-	}
-	int rc = p->ops->migrate(s);
+	bus_store *s;
+	int rc = take(p, &s);
+	if (rc != 0)
+		return rc;
+	rc = p->ops->migrate(s);
 	if (rc == 0)
 		rc = p->ops->schema_check(s);
 	if (rc == 0)

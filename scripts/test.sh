@@ -64,6 +64,7 @@ make -j2 check >/dev/null 2>&1 || status=$?
 echo "== test (AddressSanitizer and UBSan build)"
 asan_dir=$top/build-asan
 rm -rf "$asan_dir"
+mkdir -p "$asan_dir"
 make distdir distdir="$asan_dir/src" >/dev/null
 (
 	cd "$asan_dir/src"
