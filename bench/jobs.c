@@ -3,7 +3,8 @@
  * them, and how long a job waits between its enqueue and its handler's
  * start.
  *
- *   bench/jobs [--url URL] [--runs R] [--jobs N] [--only insert|work|latency]
+ *   bench/jobs [--url URL] [--runs R] [--jobs N]
+ *              [--only insert|work|workers|latency] [--raw R1,R2]
  *
  * Measurements, each on a fresh bus (bus_open + bus_migrate) on URL
  * (default "memory:"), with the payload {"user_id":42,"email":"a@example.com"}:
@@ -16,6 +17,13 @@
  *            job) with concurrency 2 and 8. Timed from bus_worker_start until
  *            bus_worker_get_stats, polled every 1 ms, shows every job
  *            completed. Figure: jobs/s.
+ *   workers  (not on memory:, whose jobs live in one process) N jobs
+ *            inserted first, then 1 and 2 worker processes (fork; each
+ *            opens its own bus and runs one worker: thread isolation,
+ *            concurrency 8 and 32, the no-op handler) on the same queue.
+ *            Timed from the moment the processes, their workers made, are
+ *            told to start until their stats, polled every 1 ms through
+ *            shared memory, add up to N outcomes. Figure: jobs/s.
  *   latency  a running worker (thread isolation, concurrency 2); 2,000 jobs
  *            enqueued one per millisecond, each carrying its enqueue time
  *            (CLOCK_MONOTONIC) in its payload; the handler records its start
@@ -28,14 +36,22 @@
  *
  * Other stores than memory: keep their rows across buses, so each
  * measurement uses a queue of its own (bench.<pid>.<n>) and deletes its jobs
- * afterwards. Point URL at a database kept for benchmarks.
+ * afterwards (bus_job_prune, which deletes every finished job of the store,
+ * then bus_job_delete for the rest). Point URL at a database kept for
+ * benchmarks. There the targets are the MySQL store's: batch insert at least
+ * 50,000 jobs/s, and, given --raw with the rates bench/mysql-raw printed
+ * for one loop and two, the work rate of 1 and 2 worker processes at least
+ * 80% of them.
  */
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -59,6 +75,15 @@
 
 /* Give up when a worker makes no progress for this long. */
 #define STALL_NS (60LL * 1000000000)
+
+/* Worker processes: at most this many; the concurrencies measured. */
+#define MAX_PROCS 2
+#define PROCS_CONC_LOW 8
+#define PROCS_CONC_HIGH 32
+
+/* Targets on a store other than memory: (the MySQL store's). */
+#define SQL_INSERT_TARGET 5e4
+#define RAW_RATIO_TARGET 0.8
 
 static const char *url = "memory:";
 static int is_memory;
@@ -206,17 +231,28 @@ struct bench_bus {
 	char queue[64];
 };
 
-static void bench_open(struct bench_bus *bb, struct latency *lat)
+/* A queue of its own for a measurement. */
+static void queue_name(char *buf, size_t size)
+{
+	if (is_memory)
+		snprintf(buf, size, "bench");
+	else
+		snprintf(buf, size, "bench.%ld.%u", (long)getpid(),
+			 ++queue_seq);
+}
+
+/* Opens bb->b, its no-op handler on queue `queue` (NULL: a new one). */
+static void bench_open_on(struct bench_bus *bb, struct latency *lat,
+			  const char *queue)
 {
 	if (bus_open(&bb->b, url) != 0)
 		die("bus_open");
 	if (bus_migrate(bb->b) != 0)
 		die("bus_migrate");
-	if (is_memory)
-		snprintf(bb->queue, sizeof bb->queue, "bench");
+	if (queue != NULL)
+		snprintf(bb->queue, sizeof bb->queue, "%s", queue);
 	else
-		snprintf(bb->queue, sizeof bb->queue, "bench.%ld.%u",
-			 (long)getpid(), ++queue_seq);
+		queue_name(bb->queue, sizeof bb->queue);
 	bus_handler_opts o = BUS_HANDLER_OPTS_INIT;
 	o.durable = 1;
 	o.queue = bb->queue;
@@ -225,6 +261,11 @@ static void bench_open(struct bench_bus *bb, struct latency *lat)
 	if (lat != NULL &&
 	    bus_handle_command(bb->b, KIND_LATENCY, h_latency, lat, &o) != 0)
 		die("bus_handle_command");
+}
+
+static void bench_open(struct bench_bus *bb, struct latency *lat)
+{
+	bench_open_on(bb, lat, NULL);
 }
 
 /* Deletes the jobs of the bench's queue: a store other than memory: keeps
@@ -250,6 +291,9 @@ static void clean_queue(struct bench_bus *bb)
 
 static void bench_close(struct bench_bus *bb)
 {
+	/* Finished jobs go in a few statements, the rest one by one. */
+	if (!is_memory && bus_job_prune(NULL, bb->b, 0) != 0)
+		die("bus_job_prune");
 	if (!is_memory)
 		clean_queue(bb);
 	bus_close(bb->b);
@@ -385,6 +429,200 @@ static double measure_work(size_t n, bus_isolation iso, int concurrency)
 	return (double)n * 1e9 / (double)dt;
 }
 
+/* ------------------------------------------------------------------------ */
+/* Worker processes                                                          */
+/* ------------------------------------------------------------------------ */
+
+/* Shared (MAP_SHARED) between the parent and its worker processes: the
+ * steps of a measurement, each process's outcomes so far, and the handler
+ * calls of all. */
+struct board {
+	atomic_int inserted, ready, go, stop, failed;
+	atomic_ulong calls;
+	atomic_ullong outcomes[MAX_PROCS], completed[MAX_PROCS];
+};
+
+static int h_count(bus_ctx *ctx, void *udata)
+{
+	(void)ctx;
+	atomic_fetch_add_explicit((atomic_ulong *)udata, 1,
+				  memory_order_relaxed);
+	return 0;
+}
+
+static _Noreturn void child_die(struct board *bd, const char *what)
+{
+	const bus_error *e = bus_error_last();
+	fprintf(stderr, "jobs: worker process %ld: %s: %s (%s)\n",
+		(long)getpid(), what, e->message, bus_error_name(e->code));
+	atomic_store(&bd->failed, 1);
+	_exit(1);
+}
+
+/* Waits for `flag` (polled every millisecond); leaves when the parent is
+ * gone or the measurement failed. */
+static void child_wait(struct board *bd, atomic_int *flag, pid_t parent)
+{
+	while (!atomic_load(flag)) {
+		if (getppid() != parent || atomic_load(&bd->failed))
+			_exit(1);
+		sleep_ms(1);
+	}
+}
+
+/* A worker process: opens its own bus once the jobs are in (nothing of the
+ * parent's is used: it had no bus open when it forked), makes its worker,
+ * starts it when told, publishes its outcomes until told to stop. */
+static _Noreturn void proc_child(struct board *bd, int i, const char *queue,
+				 int concurrency, pid_t parent)
+{
+	child_wait(bd, &bd->inserted, parent);
+	bus *b;
+	if (bus_open(&b, url) != 0)
+		child_die(bd, "bus_open");
+	bus_handler_opts ho = BUS_HANDLER_OPTS_INIT;
+	ho.durable = 1;
+	ho.queue = queue;
+	if (bus_handle_command(b, KIND_NOOP, h_count, &bd->calls, &ho) != 0)
+		child_die(bd, "bus_handle_command");
+	bus_worker_queue q = { queue, concurrency };
+	bus_worker_opts o;
+	worker_opts(&o, &q, BUS_ISOLATION_THREAD);
+	o.poll_interval_ms = WORK_POLL_MS;
+	bus_worker *w;
+	if (bus_worker_new(&w, b, &o) != 0)
+		child_die(bd, "bus_worker_new");
+	atomic_fetch_add(&bd->ready, 1);
+	child_wait(bd, &bd->go, parent);
+	if (bus_worker_start(w) != 0)
+		child_die(bd, "bus_worker_start");
+	bus_worker_stats st;
+	for (;;) {
+		int stop = atomic_load(&bd->stop);
+		if (stop && bus_worker_stop(w, 10000) != 0)
+			child_die(bd, "bus_worker_stop");
+		bus_worker_get_stats(&st, w);
+		atomic_store(&bd->outcomes[i], outcomes(&st));
+		atomic_store(&bd->completed[i], st.completed);
+		if (stop)
+			break;
+		if (getppid() != parent)
+			_exit(1);
+		sleep_ms(1);
+	}
+	bus_worker_free(w);
+	bus_close(b);
+	_exit(0);
+}
+
+static void procs_kill(const pid_t *pids, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (pids[i] > 0)
+			kill(pids[i], SIGKILL);
+	for (int i = 0; i < n; i++)
+		if (pids[i] > 0)
+			waitpid(pids[i], NULL, 0);
+}
+
+/* The sum of the processes' outcomes. */
+static uint64_t board_sum(struct board *bd, int procs, int completed)
+{
+	uint64_t sum = 0;
+	for (int i = 0; i < procs; i++)
+		sum += atomic_load(completed ? &bd->completed[i]
+					     : &bd->outcomes[i]);
+	return sum;
+}
+
+/* Waits until `done(bd)` reaches `n`; kills the processes and dies when
+ * one fails or nothing moves for STALL_NS. */
+static void procs_wait(struct board *bd, const pid_t *pids, int procs,
+		       uint64_t n, int ready)
+{
+	uint64_t last = 0;
+	int64_t last_t = now_ns();
+	for (;;) {
+		uint64_t done = ready ? (uint64_t)atomic_load(&bd->ready)
+				      : board_sum(bd, procs, 0);
+		if (done >= n)
+			return;
+		int64_t t = now_ns();
+		if (done != last) {
+			last = done;
+			last_t = t;
+		}
+		if (atomic_load(&bd->failed) || t - last_t > STALL_NS) {
+			fprintf(stderr,
+				"jobs: worker processes: %s (%llu of %llu %s)\n",
+				atomic_load(&bd->failed) ? "one failed"
+							 : "no progress for "
+							   "60 s",
+				(unsigned long long)done, (unsigned long long)n,
+				ready ? "ready" : "outcomes");
+			procs_kill(pids, procs);
+			exit(1);
+		}
+		sleep_ms(1);
+	}
+}
+
+static double measure_procs(size_t n, int procs, int concurrency)
+{
+	struct board *bd = mmap(NULL, sizeof *bd, PROT_READ | PROT_WRITE,
+				MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (bd == MAP_FAILED)
+		die_msg("mmap failed");
+	memset(bd, 0, sizeof *bd);
+	char queue[64];
+	queue_name(queue, sizeof queue);
+	/* Forked before the parent opens its bus: no connection is shared. */
+	pid_t parent = getpid(), pids[MAX_PROCS] = { 0 };
+	fflush(stdout);
+	fflush(stderr);
+	for (int i = 0; i < procs; i++) {
+		pids[i] = fork();
+		if (pids[i] == 0)
+			proc_child(bd, i, queue, concurrency, parent);
+		if (pids[i] < 0) {
+			procs_kill(pids, i);
+			die_msg("fork failed");
+		}
+	}
+	struct bench_bus bb;
+	bench_open_on(&bb, NULL, queue);
+	insert_batched(bb.b, n);
+	atomic_store(&bd->inserted, 1);
+	procs_wait(bd, pids, procs, (uint64_t)procs, 1);
+
+	int64_t t0 = now_ns();
+	atomic_store(&bd->go, 1);
+	procs_wait(bd, pids, procs, n, 0);
+	int64_t dt = now_ns() - t0;
+
+	atomic_store(&bd->stop, 1);
+	int bad = 0;
+	for (int i = 0; i < procs; i++) {
+		int status;
+		if (waitpid(pids[i], &status, 0) != pids[i] ||
+		    !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+			bad = 1;
+	}
+	uint64_t completed = board_sum(bd, procs, 1);
+	unsigned long calls = atomic_load(&bd->calls);
+	if (bad || completed != n || calls != n) {
+		fprintf(stderr,
+			"jobs: %zu jobs, but %llu completed and %lu handler "
+			"calls in %d worker processes%s\n",
+			n, (unsigned long long)completed, calls, procs,
+			bad ? ", and one exited badly" : "");
+		exit(1);
+	}
+	bench_close(&bb);
+	munmap(bd, sizeof *bd);
+	return (double)n * 1e9 / (double)dt;
+}
+
 static int cmp_i64(const void *a, const void *b)
 {
 	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
@@ -458,6 +696,10 @@ enum {
 	M_WORK_T8,
 	M_WORK_P2,
 	M_WORK_P8,
+	M_PROCS_1_LOW, /* worker processes x concurrency */
+	M_PROCS_1_HIGH,
+	M_PROCS_2_LOW,
+	M_PROCS_2_HIGH,
 	M_RATES, /* rates above, latencies below */
 	M_LAT_FAST_P50 = M_RATES,
 	M_LAT_FAST_P99,
@@ -473,21 +715,43 @@ static const char *const labels[M_RATES] = {
 	"work    thread   concurrency 8",
 	"work    process  concurrency 2",
 	"work    process  concurrency 8",
+	"work    1 worker process  x 8",
+	"work    1 worker process  x 32",
+	"work    2 worker processes x 8",
+	"work    2 worker processes x 32",
 };
 
-enum only { ONLY_ALL, ONLY_INSERT, ONLY_WORK, ONLY_LATENCY };
+/* The worker processes and concurrency of a M_PROCS_* case. */
+static int procs_of(int m)
+{
+	return m <= M_PROCS_1_HIGH ? 1 : 2;
+}
+
+static int conc_of(int m)
+{
+	return (m - M_PROCS_1_LOW) % 2 ? PROCS_CONC_HIGH : PROCS_CONC_LOW;
+}
+
+enum only { ONLY_ALL, ONLY_INSERT, ONLY_WORK, ONLY_WORKERS, ONLY_LATENCY };
 
 static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: jobs [--url URL] [--runs R] [--jobs N] "
-		"[--only insert|work|latency]\n"
+		"[--only insert|work|workers|latency]\n"
+		"            [--raw R1,R2]\n"
 		"  --url URL   the store (default memory:)\n"
 		"  --runs R    runs; figures are medians (default 3)\n"
-		"  --jobs N    jobs per insert and thread-isolation work "
-		"measurement;\n"
-		"              process isolation runs N/%d (default %d)\n"
-		"  --only X    only the insert, work or latency measurements\n",
+		"  --jobs N    jobs per insert, thread-isolation and worker "
+		"process\n"
+		"              measurement; process isolation runs N/%d "
+		"(default %d)\n"
+		"  --only X    only the insert, work, workers (worker "
+		"processes, not on\n"
+		"              memory:) or latency measurements\n"
+		"  --raw R1,R2 the jobs/s of bench/mysql-raw for one loop and "
+		"two: prints\n"
+		"              the ratio of 1 and 2 worker processes to them\n",
 		PROCESS_JOBS_DIVISOR, DEFAULT_JOBS);
 }
 
@@ -510,9 +774,13 @@ static enum only parse_only(const char *s)
 		return ONLY_INSERT;
 	if (strcmp(s, "work") == 0)
 		return ONLY_WORK;
+	if (strcmp(s, "workers") == 0)
+		return ONLY_WORKERS;
 	if (strcmp(s, "latency") == 0)
 		return ONLY_LATENCY;
-	fprintf(stderr, "jobs: bad --only '%s' (insert, work or latency)\n", s);
+	fprintf(stderr,
+		"jobs: bad --only '%s' (insert, work, workers or latency)\n",
+		s);
 	exit(2);
 }
 
@@ -545,7 +813,8 @@ static void print_rates(double (*fig)[M_COUNT], int runs, const int *done,
 			v[r] = fig[r][m];
 		char rate[32];
 		fmt_rate(rate, sizeof rate, median(v, runs));
-		size_t n = m >= M_WORK_P2 ? n_process : n_thread;
+		size_t n = m == M_WORK_P2 || m == M_WORK_P8 ? n_process
+							    : n_thread;
 		printf("%-31s %8zu %10s %6.0f%%\n", labels[m], n, rate,
 		       spread(v, runs));
 	}
@@ -603,11 +872,67 @@ static void print_targets(double (*fig)[M_COUNT], int runs, const int *done)
 	free(v);
 }
 
+/* The median of measurement `m`; sorts a copy. */
+static double median_of(double (*fig)[M_COUNT], int runs, int m)
+{
+	double *v = xmalloc((size_t)runs * sizeof *v);
+	for (int r = 0; r < runs; r++)
+		v[r] = fig[r][m];
+	double med = median(v, runs);
+	free(v);
+	return med;
+}
+
+/* The targets on a store other than memory: (the MySQL store's); `raw`
+ * the rates of bench/mysql-raw for one loop and two (0: not given). */
+static void print_sql_targets(double (*fig)[M_COUNT], int runs,
+			      const int *done, const double *raw)
+{
+	char rate[32], limit[32];
+	if (done[M_INSERT_BATCH]) {
+		double m = median_of(fig, runs, M_INSERT_BATCH);
+		fmt_rate(rate, sizeof rate, m);
+		printf("target: insert in batches >= 50.0k jobs/s: %s, %s\n",
+		       rate, m >= SQL_INSERT_TARGET ? "met" : "NOT met");
+	}
+	for (int k = M_PROCS_1_LOW; k <= M_PROCS_2_HIGH; k++) {
+		double lim = raw[procs_of(k) - 1];
+		if (!done[k] || lim <= 0)
+			continue;
+		double m = median_of(fig, runs, k);
+		fmt_rate(rate, sizeof rate, m);
+		fmt_rate(limit, sizeof limit, lim);
+		printf("target: %d worker process%s x %d >= 80%% of the raw "
+		       "loop%s (%s): %s, %.0f%%, %s\n",
+		       procs_of(k), procs_of(k) == 1 ? "" : "es", conc_of(k),
+		       procs_of(k) == 1 ? "" : "s x 2", limit, rate,
+		       100.0 * m / lim,
+		       m >= RAW_RATIO_TARGET * lim ? "met" : "NOT met");
+	}
+}
+
+/* --raw R1,R2: two positive rates. */
+static void parse_raw(const char *s, double *raw)
+{
+	char *end;
+	raw[0] = strtod(s, &end);
+	if (*end == ',')
+		raw[1] = strtod(end + 1, &end);
+	if (*end != '\0' || raw[0] <= 0 || raw[1] <= 0) {
+		fprintf(stderr,
+			"jobs: bad --raw '%s' (two rates, R1,R2, as "
+			"bench/mysql-raw prints them)\n",
+			s);
+		exit(2);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	int runs = 3;
 	size_t n_jobs = DEFAULT_JOBS;
 	enum only only = ONLY_ALL;
+	double raw[2] = { 0, 0 };
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--url") == 0 && i + 1 < argc) {
 			url = argv[++i];
@@ -618,6 +943,8 @@ int main(int argc, char **argv)
 						    100000000);
 		} else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
 			only = parse_only(argv[++i]);
+		} else if (strcmp(argv[i], "--raw") == 0 && i + 1 < argc) {
+			parse_raw(argv[++i], raw);
 		} else if (strcmp(argv[i], "--help") == 0 ||
 			   strcmp(argv[i], "-h") == 0) {
 			usage(stdout);
@@ -632,6 +959,12 @@ int main(int argc, char **argv)
 	size_t n_process = n_jobs / PROCESS_JOBS_DIVISOR;
 	if (n_process == 0)
 		n_process = 1;
+	if (is_memory && only == ONLY_WORKERS) {
+		fprintf(stderr, "jobs: --only workers needs a store other "
+				"than memory: (its jobs live in one process)\n");
+		return 2;
+	}
+	int workers = !is_memory && (only == ONLY_ALL || only == ONLY_WORKERS);
 
 	char shown[300];
 	url_shown(shown, sizeof shown, url);
@@ -640,12 +973,15 @@ int main(int argc, char **argv)
 	       "medians of %d run%s\n",
 	       bus_version(), shown, sysconf(_SC_NPROCESSORS_ONLN),
 	       strlen(PAYLOAD), runs, runs == 1 ? "" : "s");
-	if (only == ONLY_ALL || only == ONLY_WORK)
+	if (only == ONLY_ALL || only == ONLY_WORK || workers)
 		printf("work: fetch_batch %d, prefetch %d, completer_batch %d, "
 		       "completer_flush_ms 5 (default), poll_interval_ms %d, "
 		       "timed from bus_worker_start to the last outcome "
 		       "(stats polled every 1 ms)\n",
 		       FETCH_BATCH, FETCH_BATCH, COMPLETER_BATCH, WORK_POLL_MS);
+	if (workers)
+		printf("worker processes x concurrency: forked, a bus and one "
+		       "worker each, thread isolation, all on one queue\n");
 	printf("\n");
 	fflush(stdout);
 
@@ -669,6 +1005,12 @@ int main(int argc, char **argv)
 			for (int m = M_WORK_T2; m <= M_WORK_P8; m++)
 				done[m] = 1;
 		}
+		for (int m = M_PROCS_1_LOW; workers && m <= M_PROCS_2_HIGH;
+		     m++) {
+			fig[r][m] = measure_procs(n_jobs, procs_of(m),
+						  conc_of(m));
+			done[m] = 1;
+		}
 		if (only == ONLY_ALL || only == ONLY_LATENCY) {
 			measure_latency(1, &fig[r][M_LAT_FAST_P50],
 					&fig[r][M_LAT_FAST_P99]);
@@ -687,6 +1029,11 @@ int main(int argc, char **argv)
 		print_latency(fig, runs);
 	if (is_memory && (done[M_INSERT_BATCH] || done[M_WORK_T2]))
 		print_targets(fig, runs, done);
+	if (!is_memory) {
+		if (done[M_LAT_FAST_P50])
+			printf("\n");
+		print_sql_targets(fig, runs, done, raw);
+	}
 	free(fig);
 	return 0;
 }

@@ -63,9 +63,11 @@ make -j2 check >/dev/null 2>&1 || status=$?
 # distribution tree (so that it also checks nothing is missing from it).
 echo "== test (AddressSanitizer and UBSan build)"
 asan_dir=$top/build-asan
-rm -rf "$asan_dir"
+dist=libbus-$(sed -n 's/^PACKAGE_VERSION = //p' Makefile)
+rm -rf "$asan_dir" "$dist"
 mkdir -p "$asan_dir"
-make distdir distdir="$asan_dir/src" >/dev/null
+make distdir >/dev/null
+mv "$dist" "$asan_dir/src"
 (
 	cd "$asan_dir/src"
 	./configure --enable-werror --enable-sanitizers >/dev/null
