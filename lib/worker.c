@@ -645,12 +645,15 @@ int bus_worker_stop(bus_worker *w, int64_t grace_ms)
 		struct worker_slot *s = &w->slots[i];
 		if (s->running && !s->given_back) {
 			s->given_back = 1;
-			bus_job job = s->job;
+			/* Only the id and attempt: the executor frees the row's
+			 * strings when its handler returns. */
+			bus_job job = { .id = s->job.id,
+					.attempt = s->job.attempt };
 			pthread_mutex_unlock(&w->lock);
 			bus__log(&w->bus->log, BUS_LOG_WARN,
-				 "worker '%s': handler '%s' of job %lld ignored "
+				 "worker '%s': the handler of job %lld ignored "
 				 "shutdown; its job was given back",
-				 w->node, job.handler, (long long)job.id);
+				 w->node, (long long)job.id);
 			give_back(w, &job);
 			pthread_mutex_lock(&w->lock);
 		}
