@@ -5,6 +5,7 @@
  *
  *   bench/jobs [--url URL] [--runs R] [--jobs N]
  *              [--only insert|work|workers|latency] [--raw R1,R2]
+ *              [--prefetch P]
  *
  * Measurements, each on a fresh bus (bus_open + bus_migrate) on URL
  * (default "memory:"), with the payload {"user_id":42,"email":"a@example.com"}:
@@ -29,6 +30,13 @@
  *            (CLOCK_MONOTONIC) in its payload; the handler records its start
  *            time minus that. Once with poll_interval_ms 1 and once with the
  *            default. Figures: p50 and p99.
+ *
+ * Workers run with fetch_batch 256, completer_batch 256 and prefetch
+ * --prefetch (default 256). A worker holds at most concurrency + prefetch
+ * jobs claimed and not yet recorded, and claims once half its prefetch or
+ * less is waiting or unrecorded: with prefetch 256, a no-op handler's
+ * worker claims its next 256 only once the last 256 outcomes are stored;
+ * prefetch 512 (twice fetch_batch) lets that claim overlap the write.
  *
  * Each figure is the median of R runs; "spread" is (max - min) / median over
  * the runs. Nothing here asserts on time: the checks are that every call
@@ -93,6 +101,8 @@
 #define RAW_RATIO_TARGET 0.8
 
 static const char *url = "memory:";
+/* The workers' prefetch (--prefetch). */
+static int prefetch = FETCH_BATCH;
 static int is_memory;
 static unsigned queue_seq;
 
@@ -393,7 +403,7 @@ static void worker_opts(bus_worker_opts *o, bus_worker_queue *q,
 	o->isolation = iso;
 	o->fetch_batch = FETCH_BATCH;
 	o->completer_batch = COMPLETER_BATCH;
-	o->prefetch = FETCH_BATCH;
+	o->prefetch = prefetch;
 }
 
 static double measure_work(size_t n, bus_isolation iso, int concurrency)
@@ -749,20 +759,23 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: jobs [--url URL] [--runs R] [--jobs N] "
 		"[--only insert|work|workers|latency]\n"
-		"            [--raw R1,R2]\n"
-		"  --url URL   the store (default memory:)\n"
-		"  --runs R    runs; figures are medians (default 3)\n"
-		"  --jobs N    jobs per insert, thread-isolation and worker "
+		"            [--raw R1,R2] [--prefetch P]\n"
+		"  --url URL     the store (default memory:)\n"
+		"  --runs R      runs; figures are medians (default 3)\n"
+		"  --jobs N      jobs per insert, thread-isolation and worker "
 		"process\n"
-		"              measurement; process isolation runs N/%d "
+		"                measurement; process isolation runs N/%d "
 		"(default %d)\n"
-		"  --only X    only the insert, work, workers (worker "
-		"processes, not on\n"
-		"              memory:) or latency measurements\n"
-		"  --raw R1,R2 the jobs/s of bench/mysql-raw for one loop and "
-		"two: prints\n"
-		"              the ratio of 1 and 2 worker processes to them\n",
-		PROCESS_JOBS_DIVISOR, DEFAULT_JOBS);
+		"  --only X      only the insert, work, workers (worker "
+		"processes, not\n"
+		"                on memory:) or latency measurements\n"
+		"  --raw R1,R2   the jobs/s of bench/mysql-raw for one loop "
+		"and two:\n"
+		"                prints the ratio of 1 and 2 worker processes "
+		"to them\n"
+		"  --prefetch P  the workers' prefetch (default %d, as "
+		"fetch_batch)\n",
+		PROCESS_JOBS_DIVISOR, DEFAULT_JOBS, FETCH_BATCH);
 }
 
 static long parse_long(const char *s, const char *what, long lo, long hi)
@@ -953,6 +966,10 @@ int main(int argc, char **argv)
 						    100000000);
 		} else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
 			only = parse_only(argv[++i]);
+		} else if (strcmp(argv[i], "--prefetch") == 0 &&
+			   i + 1 < argc) {
+			prefetch = (int)parse_long(argv[++i], "--prefetch", 0,
+						   1000000);
 		} else if (strcmp(argv[i], "--raw") == 0 && i + 1 < argc) {
 			parse_raw(argv[++i], raw);
 		} else if (strcmp(argv[i], "--help") == 0 ||
@@ -988,7 +1005,7 @@ int main(int argc, char **argv)
 		       "completer_flush_ms 5 (default), poll_interval_ms %d, "
 		       "timed from bus_worker_start to the last outcome "
 		       "(stats polled every 1 ms)\n",
-		       FETCH_BATCH, FETCH_BATCH, COMPLETER_BATCH, WORK_POLL_MS);
+		       FETCH_BATCH, prefetch, COMPLETER_BATCH, WORK_POLL_MS);
 	if (workers)
 		printf("worker processes x concurrency: forked, a bus and one "
 		       "worker each, thread isolation, all on one queue\n");
