@@ -34,7 +34,7 @@ struct worker_queue {
 	char *name;      /* owned */
 	int concurrency; /* executor slots */
 	int prefetch;    /* jobs that may wait beyond the busy slots */
-	int unwritten;   /* run, but the outcome is not stored yet */
+	int unwritten;   /* run; the outcome waits for the completer */
 	int busy;        /* slots running a job */
 	struct job_fifo pending;
 };

@@ -72,13 +72,14 @@ static void count(struct bus_worker *w, const bus_store_finish *f,
  * dropped while the worker runs. Once it is shutting down a few tries are
  * made; a batch that still fails is left to the rescuer (the jobs stay
  * executing until their leases run out, then run again). */
-/* The outcomes are stored (or given up on): their jobs no longer hold
- * their queues' room. */
+/* Under the lock: the completer has taken these outcomes to write, so their
+ * jobs stop holding their queues' room. Counting them until written would
+ * make the fetcher wait for every commit; so a worker holds at most
+ * concurrency + prefetch + one completer batch of jobs. */
 static void release_owners(struct bus_worker *w, struct worker_queue **owners,
 			   size_t n)
 {
 	int freed = 0;
-	pthread_mutex_lock(&w->lock);
 	for (size_t i = 0; i < n; i++) {
 		if (owners[i] != NULL) {
 			owners[i]->unwritten--;
@@ -87,7 +88,6 @@ static void release_owners(struct bus_worker *w, struct worker_queue **owners,
 	}
 	if (freed)
 		pthread_cond_signal(&w->room);
-	pthread_mutex_unlock(&w->lock);
 }
 
 static void write_batch(struct bus_worker *w, bus_store_finish *items,
@@ -155,9 +155,9 @@ void *bus__worker_completer(void *arg)
 		}
 		struct finish_batch full = w->batch;
 		w->batch = mine;
+		release_owners(w, full.owners, full.len);
 		pthread_mutex_unlock(&w->lock);
 		write_batch(w, full.items, full.len);
-		release_owners(w, full.owners, full.len);
 		full.len = 0;
 		mine = full;
 		pthread_mutex_lock(&w->lock);
