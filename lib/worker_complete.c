@@ -1,6 +1,7 @@
 /* The completer: writes outcomes in batches, so that a busy worker makes one
  * store call per batch instead of one per job. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -68,10 +69,6 @@ static void count(struct bus_worker *w, const bus_store_finish *f,
 	}
 }
 
-/* Writes one batch, retrying while the store fails: outcomes are not
- * dropped while the worker runs. Once it is shutting down a few tries are
- * made; a batch that still fails is left to the rescuer (the jobs stay
- * executing until their leases run out, then run again). */
 /* Under the lock: the completer has taken these outcomes to write, so their
  * jobs stop holding their queues' room. Counting them until written would
  * make the fetcher wait for every commit; so a worker holds at most
@@ -90,39 +87,187 @@ static void release_owners(struct bus_worker *w, struct worker_queue **owners,
 		pthread_cond_signal(&w->room);
 }
 
-static void write_batch(struct bus_worker *w, bus_store_finish *items,
-			size_t n)
+/* ---- Writing outcomes, one refused item never blocking the others ---- */
+
+/* Failures that trying again cannot cure. */
+static int permanent(int rc)
+{
+	return rc == BUS_EINVAL || rc == BUS_ENOTFOUND || rc == BUS_ESTATE ||
+	       rc == BUS_EEXISTS || rc == BUS_ESCHEMA;
+}
+
+/* Whether the thread writing should give up soon: read under the lock. */
+static int stopping(struct bus_worker *w, const int *go)
+{
+	pthread_mutex_lock(&w->lock);
+	int stop = !*go;
+	pthread_mutex_unlock(&w->lock);
+	return stop;
+}
+
+/* The pause before try `tries` + 1: 100 ms doubling, at most 5 s. */
+static void backoff_sleep(int tries)
+{
+	int64_t ms = 100;
+	for (int i = 0; i < tries && ms < 5000; i++)
+		ms *= 2;
+	if (ms > 5000)
+		ms = 5000;
+	struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000 };
+	nanosleep(&ts, NULL);
+}
+
+/* `text` as printable ASCII (anything else becomes '?'), so that the
+ * store's refusal, quoted in the job's errors, cannot itself be refused. */
+static void ascii_copy(char *dst, size_t size, const char *text)
+{
+	size_t k = 0;
+	for (; text != NULL && text[k] != '\0' && k + 1 < size; k++) {
+		unsigned char c = (unsigned char)text[k];
+		dst[k] = c >= 0x20 && c < 0x7f ? (char)c : '?';
+	}
+	dst[k] = '\0';
+}
+
+struct isolation {
+	struct bus_worker *w;
+	bus_store *s;
+	const int *go;
+	size_t unwritten;
+};
+
+/* One item alone. A refusal that is permanent, or that lasts, is recorded
+ * as the job's failure: discarded, the refusal as its error (the job can
+ * be retried by hand). When even that is refused, the job is left
+ * executing for the rescuer. Transient failures (the store is down) are
+ * retried with backoff while the worker runs. */
+static void write_one(struct isolation *x, const bus_store_finish *it,
+		      unsigned char *applied)
+{
+	bus *b = x->w->bus;
+	for (int tries = 0;; tries++) {
+		int rc = b->store.ops->finish(x->s, bus__now(b), it, 1,
+					      applied);
+		if (rc == 0)
+			return;
+		char cause[300];
+		ascii_copy(cause, sizeof cause, bus_error_last()->message);
+		if (permanent(rc) || tries >= 2) {
+			char why[512];
+			snprintf(why, sizeof why,
+				 "the store refused this job's outcome (%s): %s",
+				 bus_job_state_name(it->state), cause);
+			bus_store_finish f = *it;
+			f.state = BUS_JOB_DISCARDED;
+			f.delay_us = -1;
+			f.refund_attempt = 0;
+			f.error = why;
+			int rc2 = b->store.ops->finish(x->s, bus__now(b), &f, 1,
+						       applied);
+			if (rc2 == 0) {
+				atomic_fetch_add(&x->w->stats.refused, 1);
+				bus__log(&b->log, BUS_LOG_ERROR,
+					 "worker '%s': job %lld: %s; it was "
+					 "recorded discarded",
+					 x->w->node, (long long)it->id, why);
+				return;
+			}
+			if (permanent(rc2)) {
+				bus__log(&b->log, BUS_LOG_ERROR,
+					 "worker '%s': job %lld: %s, and its "
+					 "failure too (%s); it stays executing "
+					 "until its lease runs out",
+					 x->w->node, (long long)it->id, why,
+					 bus_error_last()->message);
+				x->unwritten++;
+				return;
+			}
+		}
+		if (stopping(x->w, x->go) && tries >= 4) {
+			bus__log(&b->log, BUS_LOG_ERROR,
+				 "worker '%s': giving up recording the outcome "
+				 "of job %lld (%s); it runs again after its "
+				 "lease",
+				 x->w->node, (long long)it->id, cause);
+			x->unwritten++;
+			return;
+		}
+		backoff_sleep(tries);
+	}
+}
+
+/* A range: in one call when the store takes it, else halved until the
+ * items it refuses are alone (the store changes nothing on a failure). */
+static void write_range(struct isolation *x, const bus_store_finish *items,
+			size_t n, unsigned char *applied)
+{
+	bus *b = x->w->bus;
+	if (n == 1) {
+		write_one(x, items, applied);
+		return;
+	}
+	if (b->store.ops->finish(x->s, bus__now(b), items, n, applied) == 0)
+		return;
+	size_t half = n / 2;
+	write_range(x, items, half, applied);
+	write_range(x, items + half, n - half, applied + half);
+}
+
+size_t bus__worker_finish_isolated(struct bus_worker *w, bus_store *s,
+				   const bus_store_finish *items, size_t n,
+				   unsigned char *applied, const int *go)
 {
 	bus *b = w->bus;
+	struct isolation x = { w, s, go, 0 };
+	memset(applied, 0, n);
+	if (n == 0)
+		return 0;
+	int rc = b->store.ops->finish(s, bus__now(b), items, n, applied);
+	if (rc == 0)
+		return 0;
+	bus__log(&b->log, permanent(rc) ? BUS_LOG_ERROR : BUS_LOG_WARN,
+		 "worker '%s': recording %zu outcomes failed (%s); writing "
+		 "them in smaller batches",
+		 w->node, n, bus_error_last()->message);
+	if (n == 1) {
+		/* write_one tries again itself. */
+		write_one(&x, items, applied);
+	} else {
+		size_t half = n / 2;
+		write_range(&x, items, half, applied);
+		write_range(&x, items + half, n - half, applied + half);
+	}
+	return x.unwritten;
+}
+
+/* `go`: maintenance_go, cleared with completer_done when the worker
+ * stops. */
+static void write_batch(struct bus_worker *w, bus_store_finish *items,
+			size_t n, const int *go)
+{
 	unsigned char stack_applied[128];
 	unsigned char *applied = n <= sizeof stack_applied ? stack_applied
 							   : malloc(n);
-	int tries = 0;
-	for (;;) {
-		int rc = applied == NULL
-				 ? bus__error_oom()
-				 : b->store.ops->finish(w->complete_store,
-							bus__now(b), items, n,
-							applied);
-		if (rc == 0)
-			break;
-		pthread_mutex_lock(&w->lock);
-		int stopping = w->completer_done;
-		pthread_mutex_unlock(&w->lock);
-		bus__log(&b->log, BUS_LOG_ERROR,
-			 "worker '%s': recording %zu outcomes failed%s: %s",
-			 w->node, n, stopping && tries >= 4 ? ", giving up" : "",
-			 bus_error_last()->message);
-		if (stopping && ++tries > 4)
-			goto out;
-		struct timespec ts = { 0, 100 * 1000000 };
-		nanosleep(&ts, NULL);
+	if (applied == NULL) {
+		/* Out of memory: one at a time needs one byte. */
+		for (size_t i = 0; i < n; i++) {
+			unsigned char one = 0;
+			bus__worker_finish_isolated(w, w->complete_store,
+						    &items[i], 1, &one, go);
+			count(w, &items[i], one);
+		}
+	} else {
+		bus__worker_finish_isolated(w, w->complete_store, items, n,
+					    applied, go);
+		for (size_t i = 0; i < n; i++)
+			count(w, &items[i], applied[i]);
 	}
-	for (size_t i = 0; i < n; i++)
-		count(w, &items[i], applied[i]);
-out:
 	if (applied != stack_applied)
 		free(applied);
+	pthread_mutex_lock(&w->lock);
+	w->writing = NULL;
+	w->n_writing = 0;
+	pthread_mutex_unlock(&w->lock);
 	for (size_t i = 0; i < n; i++) {
 		free((char *)items[i].node);
 		free((char *)items[i].error);
@@ -155,9 +300,11 @@ void *bus__worker_completer(void *arg)
 		}
 		struct finish_batch full = w->batch;
 		w->batch = mine;
+		w->writing = full.items;
+		w->n_writing = full.len;
 		release_owners(w, full.owners, full.len);
 		pthread_mutex_unlock(&w->lock);
-		write_batch(w, full.items, full.len);
+		write_batch(w, full.items, full.len, &w->maintenance_go);
 		full.len = 0;
 		mine = full;
 		pthread_mutex_lock(&w->lock);

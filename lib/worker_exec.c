@@ -91,6 +91,16 @@ static void run_job(struct worker_slot *slot, struct bus_outcome *o)
 	bus__message_fini(&m);
 }
 
+void bus__finish_cancelled(bus_store_finish *f, const bus_job *job,
+			   const char *node)
+{
+	*f = (bus_store_finish){ job->id, node, job->attempt, 0,
+				 BUS_JOB_CANCELLED, -1,
+				 "cancelled by bus_job_cancel while it was "
+				 "running",
+				 0 };
+}
+
 static void finish_job(struct worker_slot *slot, const struct bus_outcome *o)
 {
 	struct bus_worker *w = slot->w;
@@ -102,6 +112,18 @@ static void finish_job(struct worker_slot *slot, const struct bus_outcome *o)
 		return;
 	}
 	bus_store_finish f;
+	/* Stopped by a cancel request: whatever the handler returned once it
+	 * was told, the job ends cancelled (as the request said). */
+	if (reason == ABORT_CANCEL) {
+		bus__finish_cancelled(&f, job, w->node);
+		if (bus__worker_submit(w, &f, slot->queue) != 0)
+			bus__log(&w->bus->log, BUS_LOG_ERROR,
+				 "worker '%s': job %lld was cancelled but that "
+				 "is not recorded (%s); its rescue will",
+				 w->node, (long long)job->id,
+				 bus_error_last()->message);
+		return;
+	}
 	/* Stopped by shutdown: a job that still succeeded is done; any other
 	 * outcome is the interruption's, so the job goes back unspent. */
 	if (reason == ABORT_SHUTDOWN && o->rc != 0) {

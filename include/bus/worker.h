@@ -43,6 +43,9 @@ typedef struct bus_worker_opts {
 	const bus_worker_queue *queues; /* NULL: { "default", 4 } */
 	size_t n_queues;
 	int fetch_batch;            /* most jobs one claim takes; 0: 100 */
+	/* Every interval below is 0 (the default) up to
+	 * BUS_WORKER_INTERVAL_MAX_MS; outside that, bus_worker_new fails with
+	 * BUS_EINVAL naming the option. */
 	int64_t poll_interval_ms;   /* how often an idle worker looks; 0: 1000 */
 	int64_t lease_ms;           /* lease of a claimed job; 0: 30000 */
 	const char *node;           /* this worker's name; NULL: host:pid */
@@ -60,12 +63,24 @@ typedef struct bus_worker_opts {
 	 * meanwhile, and they are given back at shutdown). 0: the queue's
 	 * concurrency; -1: none (claim only for idle executors). */
 	int prefetch;
+	/* A job rescued from an expired lease (its worker died or lost the
+	 * store) is retryable again this long after the rescue, instead of
+	 * after its handler's backoff: the attempt did not fail, its worker
+	 * did. 0: 5000. */
+	int64_t rescue_delay_ms;
+	/* How often the worker asks the store whether a job it holds (running
+	 * or waiting) was cancelled with bus_job_cancel; a cancelled job is
+	 * stopped within about this long. 0: 500. */
+	int64_t cancel_check_ms;
 } bus_worker_opts;
+
+/* The largest interval option (and bus_worker_stop grace): one day. */
+#define BUS_WORKER_INTERVAL_MAX_MS INT64_C(86400000)
 
 #define BUS_WORKER_OPTS_VERSION 1
 #define BUS_WORKER_OPTS_INIT                                                   \
 	{ BUS_WORKER_OPTS_VERSION, NULL, 0, 0, 0, 0, NULL,                      \
-	  BUS_ISOLATION_DEFAULT, 0, 0, 0, 0, 0, 0 }
+	  BUS_ISOLATION_DEFAULT, 0, 0, 0, 0, 0, 0, 0, 0 }
 
 /* Checks the options (a bad one is BUS_EINVAL naming it) and makes a worker
  * that is not running yet. The caller owns *out: bus_worker_free. The bus
@@ -107,6 +122,10 @@ typedef struct bus_worker_stats {
 	uint64_t rescued;   /* others' expired jobs this worker rescued */
 	uint64_t lost;      /* outcomes refused: the job was no longer ours */
 	uint64_t running;   /* jobs running now */
+	/* outcomes the store refused for good, recorded discarded instead */
+	uint64_t refused;
+	/* jobs stopped because their lease ran out without a renewal */
+	uint64_t lease_lost;
 } bus_worker_stats;
 
 BUS_EXTERN void bus_worker_get_stats(bus_worker_stats *out,

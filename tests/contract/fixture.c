@@ -133,6 +133,8 @@ bus_worker *contract_start_worker(bus *b,
 	wo.completer_flush_ms = 1;
 	wo.shutdown_grace_ms = o->shutdown_grace_ms;
 	wo.prefetch = o->prefetch;
+	wo.rescue_delay_ms = o->rescue_delay_ms;
+	wo.completer_batch = o->completer_batch;
 	bus_worker *w = NULL;
 	int rc = bus_worker_new(&w, b, &wo);
 	ck_assert_msg(rc == 0, "bus_worker_new: %s",
