@@ -146,12 +146,12 @@ void *bus__worker_maintenance(void *w);
 void *bus__worker_lease_keeper(void *w);
 
 /* worker_complete.c: records outcomes with per-item isolation: a batch the
- * store refuses is split until the refused items are alone; one refused
- * alone for good is recorded discarded with the store's refusal as its
- * error (or, failing that too, left to the rescuer). Transient failures
- * are retried with backoff while *go (read under w->lock) is true, and a
- * few times after. applied[i] tells which held their guard. Returns how
- * many items could not be written at all. */
+ * store refuses while it answers is halved until the refused items are
+ * alone; each is then recorded discarded with the store's refusal as its
+ * error (or, that refused too, left to the rescuer). While the store does
+ * not answer, the batch is retried with backoff as long as *go (read under
+ * w->lock) holds, and a few times after. applied[i] tells which items held
+ * their guard. Returns how many items could not be written at all. */
 size_t bus__worker_finish_isolated(struct bus_worker *w, bus_store *s,
 				   const bus_store_finish *items, size_t n,
 				   unsigned char *applied, const int *go);

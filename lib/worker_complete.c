@@ -136,107 +136,106 @@ struct isolation {
 	size_t unwritten;
 };
 
-/* One item alone. A refusal that is permanent, or that lasts, is recorded
- * as the job's failure: discarded, the refusal as its error (the job can
- * be retried by hand). When even that is refused, the job is left
- * executing for the rescuer. Transient failures (the store is down) are
- * retried with backoff while the worker runs. */
-static void write_one(struct isolation *x, const bus_store_finish *it,
-		      unsigned char *applied)
+/* Whether the store answers at all (a read of one job succeeds or says it
+ * is not there): then a failed write is refused for what it holds, not
+ * for want of a store. */
+static int reachable(struct isolation *x, int64_t id)
+{
+	bus *b = x->w->bus;
+	bus_job *job = NULL;
+	int rc = b->store.ops->get(x->s, id, &job);
+	bus_job_free(job);
+	return rc == 0 || rc == BUS_ENOTFOUND;
+}
+
+/* One item the store refuses for good: recorded as the job's failure,
+ * discarded with the refusal as its error (it can be retried by hand).
+ * When even that is refused, the job is left executing for the rescuer. */
+static void write_refused(struct isolation *x, const bus_store_finish *it,
+			  const char *cause, unsigned char *applied)
+{
+	bus *b = x->w->bus;
+	char why[512];
+	snprintf(why, sizeof why,
+		 "the store refused this job's outcome (%s): %s",
+		 bus_job_state_name(it->state), cause);
+	bus_store_finish f = *it;
+	f.state = BUS_JOB_DISCARDED;
+	f.delay_us = -1;
+	f.refund_attempt = 0;
+	f.error = why;
+	if (b->store.ops->finish(x->s, bus__now(b), &f, 1, applied) == 0) {
+		atomic_fetch_add(&x->w->stats.refused, 1);
+		bus__log(&b->log, BUS_LOG_ERROR,
+			 "worker '%s': job %lld: %s; it was recorded "
+			 "discarded",
+			 x->w->node, (long long)it->id, why);
+		return;
+	}
+	bus__log(&b->log, BUS_LOG_ERROR,
+		 "worker '%s': job %lld: %s, and its failure too (%s); it "
+		 "stays executing until its lease runs out",
+		 x->w->node, (long long)it->id, why, bus_error_last()->message);
+	x->unwritten++;
+}
+
+/*
+ * Writes items[0..n): in one call when the store takes it. When it fails
+ * and the store still answers (or the failure is one that trying again
+ * cannot cure), the batch is halved until the items it refuses are alone,
+ * each then recorded by write_refused: a store changes nothing when it
+ * fails, so the halves are written as if the batch never was. When the
+ * store does not answer, the batch waits for it with backoff while the
+ * worker runs (a few tries once it stops; what is left then runs again
+ * after its lease).
+ */
+static void write_range(struct isolation *x, const bus_store_finish *items,
+			size_t n, unsigned char *applied)
 {
 	bus *b = x->w->bus;
 	for (int tries = 0;; tries++) {
-		int rc = b->store.ops->finish(x->s, bus__now(b), it, 1,
+		int rc = b->store.ops->finish(x->s, bus__now(b), items, n,
 					      applied);
 		if (rc == 0)
 			return;
 		char cause[300];
 		ascii_copy(cause, sizeof cause, bus_error_last()->message);
-		if (permanent(rc) || tries >= 2) {
-			char why[512];
-			snprintf(why, sizeof why,
-				 "the store refused this job's outcome (%s): %s",
-				 bus_job_state_name(it->state), cause);
-			bus_store_finish f = *it;
-			f.state = BUS_JOB_DISCARDED;
-			f.delay_us = -1;
-			f.refund_attempt = 0;
-			f.error = why;
-			int rc2 = b->store.ops->finish(x->s, bus__now(b), &f, 1,
-						       applied);
-			if (rc2 == 0) {
-				atomic_fetch_add(&x->w->stats.refused, 1);
-				bus__log(&b->log, BUS_LOG_ERROR,
-					 "worker '%s': job %lld: %s; it was "
-					 "recorded discarded",
-					 x->w->node, (long long)it->id, why);
+		if (permanent(rc) || reachable(x, items[0].id)) {
+			if (n == 1) {
+				write_refused(x, items, cause, applied);
 				return;
 			}
-			if (permanent(rc2)) {
-				bus__log(&b->log, BUS_LOG_ERROR,
-					 "worker '%s': job %lld: %s, and its "
-					 "failure too (%s); it stays executing "
-					 "until its lease runs out",
-					 x->w->node, (long long)it->id, why,
-					 bus_error_last()->message);
-				x->unwritten++;
-				return;
-			}
+			size_t half = n / 2;
+			write_range(x, items, half, applied);
+			write_range(x, items + half, n - half, applied + half);
+			return;
 		}
+		if (tries == 0 || tries % 10 == 9)
+			bus__log(&b->log, BUS_LOG_ERROR,
+				 "worker '%s': recording %zu outcomes failed, "
+				 "the store does not answer (%s); trying again",
+				 x->w->node, n, cause);
 		if (stopping(x->w, x->go) && tries >= 4) {
 			bus__log(&b->log, BUS_LOG_ERROR,
-				 "worker '%s': giving up recording the outcome "
-				 "of job %lld (%s); it runs again after its "
-				 "lease",
-				 x->w->node, (long long)it->id, cause);
-			x->unwritten++;
+				 "worker '%s': giving up recording %zu "
+				 "outcomes (%s); their jobs run again after "
+				 "their leases",
+				 x->w->node, n, cause);
+			x->unwritten += n;
 			return;
 		}
 		backoff_sleep(tries);
 	}
 }
 
-/* A range: in one call when the store takes it, else halved until the
- * items it refuses are alone (the store changes nothing on a failure). */
-static void write_range(struct isolation *x, const bus_store_finish *items,
-			size_t n, unsigned char *applied)
-{
-	bus *b = x->w->bus;
-	if (n == 1) {
-		write_one(x, items, applied);
-		return;
-	}
-	if (b->store.ops->finish(x->s, bus__now(b), items, n, applied) == 0)
-		return;
-	size_t half = n / 2;
-	write_range(x, items, half, applied);
-	write_range(x, items + half, n - half, applied + half);
-}
-
 size_t bus__worker_finish_isolated(struct bus_worker *w, bus_store *s,
 				   const bus_store_finish *items, size_t n,
 				   unsigned char *applied, const int *go)
 {
-	bus *b = w->bus;
 	struct isolation x = { w, s, go, 0 };
 	memset(applied, 0, n);
-	if (n == 0)
-		return 0;
-	int rc = b->store.ops->finish(s, bus__now(b), items, n, applied);
-	if (rc == 0)
-		return 0;
-	bus__log(&b->log, permanent(rc) ? BUS_LOG_ERROR : BUS_LOG_WARN,
-		 "worker '%s': recording %zu outcomes failed (%s); writing "
-		 "them in smaller batches",
-		 w->node, n, bus_error_last()->message);
-	if (n == 1) {
-		/* write_one tries again itself. */
-		write_one(&x, items, applied);
-	} else {
-		size_t half = n / 2;
-		write_range(&x, items, half, applied);
-		write_range(&x, items + half, n - half, applied + half);
-	}
+	if (n > 0)
+		write_range(&x, items, n, applied);
 	return x.unwritten;
 }
 
