@@ -150,8 +150,8 @@ void *bus__worker_lease_keeper(void *w);
  * alone; each is then recorded discarded with the store's refusal as its
  * error (or, that refused too, left to the rescuer). While the store does
  * not answer, the batch is retried with backoff as long as *go (read under
- * w->lock) holds, and a few times after. applied[i] tells which items held
- * their guard. Returns how many items could not be written at all. */
+ * w->lock) holds, and a few times after. applied[i] is 1 for the items whose
+ * guard held, 2 for those recorded discarded instead, 0 for the others. Returns how many items could not be written at all. */
 size_t bus__worker_finish_isolated(struct bus_worker *w, bus_store *s,
 				   const bus_store_finish *items, size_t n,
 				   unsigned char *applied, const int *go);

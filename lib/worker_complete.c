@@ -59,6 +59,10 @@ static void count(struct bus_worker *w, const bus_store_finish *f,
 		atomic_fetch_add(&w->stats.lost, 1);
 		return;
 	}
+	if (applied == 2) { /* refused, recorded discarded instead */
+		atomic_fetch_add(&w->stats.discarded, 1);
+		return;
+	}
 	switch (f->state) {
 	case BUS_JOB_COMPLETED: atomic_fetch_add(&w->stats.completed, 1); break;
 	case BUS_JOB_RETRYABLE: atomic_fetch_add(&w->stats.retried, 1); break;
@@ -165,6 +169,8 @@ static void write_refused(struct isolation *x, const bus_store_finish *it,
 	f.refund_attempt = 0;
 	f.error = why;
 	if (b->store.ops->finish(x->s, bus__now(b), &f, 1, applied) == 0) {
+		if (*applied)
+			*applied = 2; /* recorded, as discarded */
 		atomic_fetch_add(&x->w->stats.refused, 1);
 		bus__log(&b->log, BUS_LOG_ERROR,
 			 "worker '%s': job %lld: %s; it was recorded "

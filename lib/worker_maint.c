@@ -79,7 +79,7 @@ static int rescue_round(struct bus_worker *w)
 			w, w->maint_store, f, n, applied, &w->maintenance_go);
 		size_t done = 0;
 		for (size_t i = 0; i < n; i++)
-			done += applied[i];
+			done += applied[i] != 0;
 		atomic_fetch_add(&w->stats.rescued, done);
 		if (done > 0)
 			bus__log(&b->log, BUS_LOG_WARN,
