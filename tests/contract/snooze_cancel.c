@@ -256,6 +256,44 @@ START_TEST(cancel_of_running_job_stops_it_and_refuses_its_outcome)
 }
 END_TEST
 
+/* Runs in a child process and would outlive the test by far. */
+static int sleep_for_ever(bus_ctx *ctx, void *udata)
+{
+	(void)ctx;
+	(void)udata;
+	sleep_ms(600000);
+	return 0;
+}
+
+/* Under process isolation the worker kills the child of a cancelled job:
+ * the handler never returns by itself, so the job can only end cancelled
+ * (within the liveness bound) if its child was stopped. */
+START_TEST(cancel_of_running_job_kills_its_child_process)
+{
+	bus *b;
+	contract_open(&b);
+	contract_handle(b, "cancel.child", sleep_for_ever, NULL, NULL,
+			"cancel.c");
+	int64_t id = enqueue_ok(b, "cancel.child", "{}", NULL, BUS_INSERTED);
+	bus_worker *w = contract_start_worker(
+		b, &(struct contract_worker_opts){ .queue = "cancel.c",
+						   .process = 1,
+						   .lease_ms = 60000 });
+	bus_job_free(wait_job(b, id, BUS_JOB_EXECUTING, 1));
+	ck_assert_int_eq(bus_job_cancel(b, id), 0);
+	bus_job *j = wait_job(b, id, BUS_JOB_CANCELLED, 1);
+	assert_errors(j, 1, "cancelled");
+	bus_job_free(j);
+	wait_idle(w);
+	bus_worker_stats st;
+	bus_worker_get_stats(&st, w);
+	ck_assert_int_eq(st.cancelled, 1);
+	ck_assert_int_eq(st.completed, 0);
+	bus_worker_free(w);
+	bus_close(b);
+}
+END_TEST
+
 TCase *contract_snooze_cancel(void)
 {
 	TCase *tc = contract_tcase("snooze_cancel");
@@ -264,5 +302,6 @@ TCase *contract_snooze_cancel(void)
 	tcase_add_test(tc, cancelled_queued_job_never_runs);
 	tcase_add_test(tc,
 		       cancel_of_running_job_stops_it_and_refuses_its_outcome);
+	tcase_add_test(tc, cancel_of_running_job_kills_its_child_process);
 	return tc;
 }
