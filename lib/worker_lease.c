@@ -121,8 +121,9 @@ static void table_update(struct bus_worker *w, const struct held *h, size_t n,
 	w->n_leases = u;
 }
 
-/* Stops a running job (under the lock) for `reason`, when it runs
- * nothing else's way already. Returns 1 when it was running. */
+/* Stops a running job (under the lock) for `reason`, unless it is being
+ * stopped already. Returns 0 when it is not running, 1 when it was being
+ * stopped already, 2 when this stopped it. */
 static int stop_running(struct bus_worker *w, int64_t id, int attempt,
 			int reason)
 {
@@ -131,11 +132,11 @@ static int stop_running(struct bus_worker *w, int64_t id, int attempt,
 		struct worker_slot *s = &w->slots[i];
 		int expected = ABORT_NONE;
 		if (s->running && s->job.id == id &&
-		    s->job.attempt == attempt) {
-			found = 1;
-			atomic_compare_exchange_strong(&s->abort, &expected,
-						       reason);
-		}
+		    s->job.attempt == attempt)
+			found = atomic_compare_exchange_strong(
+					&s->abort, &expected, reason)
+					? 2
+					: 1;
 	}
 	return found;
 }
@@ -312,9 +313,10 @@ static void enforce(struct bus_worker *w, const struct held *h, size_t n,
 		int stopped = 0;
 		if (expired) {
 			bus_job job;
-			if (stop_running(w, h[i].id, h[i].attempt,
-					 ABORT_LOST)) {
-				stopped = 1;
+			int running = stop_running(w, h[i].id, h[i].attempt,
+						   ABORT_LOST);
+			if (running) {
+				stopped = running == 2;
 			} else if (take_waiting(w, h[i].id, h[i].attempt,
 						&job)) {
 				bus__job_clear(&job);

@@ -330,7 +330,8 @@ typedef struct bus_job_count {
 BUS_EXTERN int bus_job_counts(bus_job_count **out, size_t *n, bus *b);
 
 /* Deletes finished jobs (completed, cancelled, discarded) that finished more
- * than `age_s` seconds ago; *deleted (may be NULL) tells how many. */
+ * than `age_s` seconds ago (0..BUS_DELAY_MAX_S); *deleted (may be NULL)
+ * tells how many. */
 BUS_EXTERN int bus_job_prune(int64_t *deleted, bus *b, int64_t age_s);
 
 /* The bus's clock: microseconds since the epoch. NULL (the default) uses the

@@ -8,7 +8,24 @@
  * the outcome: completed; retryable after a backoff, or discarded when the
  * attempts are spent; snoozed; cancelled. While a job runs its lease is
  * renewed; a job whose lease runs out (its worker died) is rescued by any
- * worker and retried.
+ * worker and retried after rescue_delay_ms.
+ *
+ * Failure rules:
+ *  - An outcome the store refuses (while it answers) is recorded as the
+ *    job's failure instead: discarded, with the store's refusal as its
+ *    error; it never holds up the other outcomes (stats.refused). While
+ *    the store does not answer, outcomes wait for it, retried with backoff.
+ *  - One expired job the store refuses to rescue never stops the rescue of
+ *    the others.
+ *  - Leases are renewed by a thread of their own (every lease_ms / 3), in
+ *    small batches; a batch that fails is renewed job by job. A job whose
+ *    lease runs out on this worker without a renewal (the store is
+ *    unreachable) is stopped -- its handler sees bus_ctx_expired, a child
+ *    process is killed -- and its outcome is not recorded, since another
+ *    worker may rescue and rerun it (stats.lease_lost).
+ *  - A job cancelled with bus_job_cancel while this worker holds it is
+ *    stopped within cancel_check_ms and recorded cancelled (see
+ *    bus_job_cancel in <bus/job.h>).
  */
 #ifndef BUS_WORKER_H
 #define BUS_WORKER_H

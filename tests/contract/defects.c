@@ -349,6 +349,7 @@ START_TEST(duration_options_are_bounded)
 			ck_assert_ptr_null(w);
 		}
 	}
+	assert_einval_naming(bus_job_prune(NULL, b, INT64_MAX), "age_s");
 	bus_worker_opts wo = BUS_WORKER_OPTS_INIT;
 	wo.retention_s = BUS_DELAY_MAX_S + 1;
 	bus_worker *w = NULL;
