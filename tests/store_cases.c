@@ -989,6 +989,31 @@ START_TEST(a_cancel_request_ends_every_outcome_but_success_cancelled)
 }
 END_TEST
 
+/* The rows come back queue by queue in the order asked, each queue in
+ * (priority, scheduled_at, id) order: the worker runs them so. */
+START_TEST(claim_returns_rows_in_claim_order)
+{
+	int64_t q1[3], q2[3];
+	for (int i = 0; i < 3; i++) {
+		bus_store_new_job j = job_in("q1", 2 - i, 0);
+		q1[2 - i] = insert1(&j);
+		j = job_in("q2", 0, T0 - (3 - i) * SEC);
+		q2[i] = insert1(&j);
+	}
+	bus_store_claim c[2] = { { "q2", 10 }, { "q1", 10 } };
+	bus_job *rows = NULL;
+	size_t n = 0;
+	ck_assert_int_eq(ops->claim(st, T0, "node-a", LEASE, c, 2, &rows, &n),
+			 0);
+	ck_assert_uint_eq(n, 6);
+	for (int i = 0; i < 3; i++) {
+		ck_assert_int_eq(rows[i].id, q2[i]);
+		ck_assert_int_eq(rows[3 + i].id, q1[i]);
+	}
+	bus_job_list_free(rows, n);
+}
+END_TEST
+
 START_TEST(retry_keeps_the_place_of_a_due_job)
 {
 	bus_store_new_job j = job_in("q", 0, 0);
@@ -1455,6 +1480,7 @@ void store_cases_add(TCase *tc, const struct store_fixture *f)
 	tcase_add_test(tc,
 		       a_cancel_request_ends_every_outcome_but_success_cancelled);
 	tcase_add_test(tc, retry_keeps_the_place_of_a_due_job);
+	tcase_add_test(tc, claim_returns_rows_in_claim_order);
 	tcase_add_test(tc,
 		       a_large_mixed_finish_batch_applies_exactly_the_held_guards);
 	tcase_add_test(tc, retry_makes_a_job_available_with_an_attempt_left);

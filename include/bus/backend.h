@@ -160,8 +160,9 @@ struct bus_store_ops {
 	 * becomes executing with attempt + 1, attempted_at = now, attempted_by =
 	 * node and lease_until = now + lease_us, and is returned as it is after
 	 * the claim. Concurrent claims never return the same job.
-	 * *out is in claim order: queue by queue in the order of `queues`, and
-	 * within a queue by (priority, scheduled_at, id). The worker runs them
+	 * *out is in claim order: queue by queue in the order of `queues` (a
+	 * queue listed twice counts once, at its first place), and within a
+	 * queue by (priority, scheduled_at, id). The worker runs them
 	 * in that order, so a store whose claim statement returns rows in
 	 * another order (UPDATE ... RETURNING) must sort them.
 	 */
