@@ -8,14 +8,53 @@
 
 #include "core.h"
 #include "error.h"
+#include "json_check.h"
 #include "worker.h"
+
+/* The longest error text recorded for one attempt (job.h). */
+#define ERROR_TEXT_MAX 16384
+
+/* `text` as every store takes it: valid UTF-8 (a byte that is not becomes
+ * U+FFFD) of at most ERROR_TEXT_MAX bytes, cut on a character and then
+ * marked "...". A handler's message may hold anything; one a store would
+ * refuse must not cost the job its outcome. NULL when out of memory. */
+static char *error_text_dup(const char *text)
+{
+	size_t len = strlen(text);
+	char *out = malloc(len < ERROR_TEXT_MAX ? len * 3 + 1
+						: ERROR_TEXT_MAX + 8);
+	if (out == NULL)
+		return NULL;
+	const unsigned char *p = (const unsigned char *)text;
+	size_t k = 0;
+	while (*p != '\0' && k < ERROR_TEXT_MAX) {
+		int n = *p < 0x80 ? 1 : bus__utf8_seq(p);
+		if (n == 0) {
+			memcpy(out + k, "\xef\xbf\xbd", 3);
+			k += 3;
+			p++;
+			continue;
+		}
+		if (k + (size_t)n > ERROR_TEXT_MAX)
+			break;
+		memcpy(out + k, p, (size_t)n);
+		k += (size_t)n;
+		p += n;
+	}
+	if (*p != '\0') {
+		memcpy(out + k, "...", 3);
+		k += 3;
+	}
+	out[k] = '\0';
+	return out;
+}
 
 int bus__worker_submit(struct bus_worker *w, const bus_store_finish *f,
 		       struct worker_queue *owner)
 {
 	bus_store_finish copy = *f;
 	copy.node = strdup(f->node);
-	copy.error = f->error ? strdup(f->error) : NULL;
+	copy.error = f->error ? error_text_dup(f->error) : NULL;
 	if (copy.node == NULL || (f->error != NULL && copy.error == NULL)) {
 		/* The job stays executing and is rescued when its lease runs
 		 * out: late, but not lost. */

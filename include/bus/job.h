@@ -61,7 +61,9 @@ typedef struct bus_job {
 	int64_t scheduled_at, inserted_at, attempted_at, lease_until,
 		finished_at;
 	char *attempted_by; /* node of the last attempt, or NULL */
-	char *errors;       /* JSON array of {"attempt","at","error"} */
+	/* JSON array of {"attempt","at","error"}; each error text is valid
+	 * UTF-8 (a byte that is not becomes U+FFFD), at most 16 KiB. */
+	char *errors;
 	char *unique_key;   /* hex SHA-256 while the job counts as unique */
 	unsigned unique_states; /* BUS_STATE_BIT set; 0 when not unique */
 	/* When bus_job_cancel was called while the job was executing (the

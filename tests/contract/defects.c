@@ -11,6 +11,7 @@
  *  - bus_job_retry of a job already due keeps its place in line;
  *  - every duration option is bounded, with BUS_EINVAL naming it.
  */
+#include <cjson/cJSON.h>
 #include <string.h>
 
 #include "contract.h"
@@ -84,6 +85,57 @@ START_TEST(poisoned_outcome_does_not_block_the_others)
 	/* And the worker goes on recording outcomes. */
 	int64_t late = enqueue_ok(b, "poison.good", "{}", NULL, BUS_INSERTED);
 	bus_job_free(wait_job(b, late, BUS_JOB_COMPLETED, 1));
+	bus_worker_free(w);
+	bus_close(b);
+}
+END_TEST
+
+static int fail_with_bad_text(bus_ctx *ctx, void *udata)
+{
+	(void)udata;
+	const bus_job *job = bus_ctx_job(ctx);
+	if (job->attempt == 1)
+		return bus_ctx_fail(ctx, "bad \xff\xfe bytes");
+	/* Attempt 2: a message far past the limit. */
+	static char big[40000];
+	memset(big, 'x', sizeof big - 1);
+	return bus_ctx_fail(ctx, "%s", big);
+}
+
+/* A handler's message may hold anything: it is recorded as valid UTF-8
+ * of at most 16 KiB, on every store (MariaDB would refuse the bytes). */
+START_TEST(error_texts_are_recorded_as_bounded_utf8)
+{
+	bus *b;
+	struct test_clock clock;
+	atomic_int good = 0;
+	contract_open(&b);
+	contract_clock_install(b, &clock);
+	bus_handler_opts ho = BUS_HANDLER_OPTS_INIT;
+	ho.max_attempts = 2;
+	contract_handle(b, "poison.text", fail_with_bad_text, NULL, &ho,
+			"poison.t");
+	contract_handle(b, "poison.tgood", succeed, &good, NULL, "poison.t");
+	int64_t id = enqueue_ok(b, "poison.text", "{}", NULL, BUS_INSERTED);
+	int64_t other = enqueue_ok(b, "poison.tgood", "{}", NULL,
+				   BUS_INSERTED);
+	bus_worker *w = contract_start_worker(
+		b, &(struct contract_worker_opts){ .queue = "poison.t" });
+	bus_job *j = wait_job(b, id, BUS_JOB_RETRYABLE, 1);
+	assert_errors(j, 1, "bad \xef\xbf\xbd\xef\xbf\xbd bytes");
+	clock_advance(&clock, j->scheduled_at - clock_now(&clock));
+	bus_job_free(j);
+	j = wait_job(b, id, BUS_JOB_DISCARDED, 2);
+	struct cJSON *errors = job_errors(j);
+	const char *text = job_error_text(errors, 1);
+	ck_assert_uint_eq(strlen(text), 16384 + 3);
+	ck_assert_str_eq(text + 16384, "...");
+	cJSON_Delete(errors);
+	bus_job_free(j);
+	bus_job_free(wait_job(b, other, BUS_JOB_COMPLETED, 1));
+	bus_worker_stats st;
+	bus_worker_get_stats(&st, w);
+	ck_assert_int_eq(st.refused, 0);
 	bus_worker_free(w);
 	bus_close(b);
 }
@@ -366,6 +418,7 @@ TCase *contract_defects(void)
 {
 	TCase *tc = contract_tcase("defects");
 	tcase_add_test(tc, poisoned_outcome_does_not_block_the_others);
+	tcase_add_test(tc, error_texts_are_recorded_as_bounded_utf8);
 	tcase_add_test(tc, poisoned_expired_job_does_not_block_rescue);
 	tcase_add_test(tc,
 		       more_than_a_rescue_batch_of_expired_leases_is_rescued);
