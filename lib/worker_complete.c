@@ -228,7 +228,7 @@ static void write_refused(struct isolation *x, const bus_store_finish *it,
  * Writes items[0..n): in one call when the store takes it. When it fails
  * and the store still answers (or the failure is one that trying again
  * cannot cure), the batch is halved until the items it refuses are alone,
- * each then recorded by write_refused: a store changes nothing when it
+ * each then tried a few more times and recorded by write_refused: a store changes nothing when it
  * fails, so the halves are written as if the batch never was. When the
  * store does not answer, the batch waits for it with backoff while the
  * worker runs (a few tries once it stops; what is left then runs again
@@ -246,6 +246,13 @@ static void write_range(struct isolation *x, const bus_store_finish *items,
 		char cause[300];
 		ascii_copy(cause, sizeof cause, bus_error_last()->message);
 		if (permanent(rc) || reachable(x, items[0].id)) {
+			/* Alone, and refused while the store answers: a few
+			 * more tries first, in case it was a passing lock
+			 * conflict rather than a refusal. */
+			if (n == 1 && !permanent(rc) && tries < 3) {
+				backoff_sleep(tries);
+				continue;
+			}
 			if (n == 1) {
 				write_refused(x, items, cause, applied);
 				return;
