@@ -120,8 +120,8 @@ typedef struct bus_store_finish {
  *     records the outcome cancelled through finish.
  *  3. finish of a job with a cancel request, whatever state the item asks
  *     for except completed, makes it cancelled (finished_at = now, error
- *     appended, attempt refunded when the item says so, unique key per its
- *     unique_states): so a retryable outcome written before the worker
+ *     appended, attempt refunded when the item says so, scheduled_at
+ *     unchanged, unique key per its unique_states): so a retryable outcome written before the worker
  *     noticed the request, a give-back at shutdown, or the rescue of its
  *     expired lease all end the job cancelled. A completed outcome stands
  *     (the work was done before the request was seen).
@@ -171,11 +171,13 @@ struct bus_store_ops {
 		     size_t n_queues, bus_job **out, size_t *n_out);
 
 	/* Records outcomes; applied[i] = 1 when items[i]'s guard held. Items
-	 * apply in order, as if one at a time, but atomically: on failure
-	 * nothing is changed and applied[] is all 0. The core isolates an item
-	 * the store refuses by calling again with smaller batches, so a store
-	 * should refuse an item it cannot write (BUS_EINVAL naming it) rather
-	 * than write part of it. See the cancel request rule above. */
+	 * apply in order, as if one at a time, and should apply atomically:
+	 * on failure nothing changed and applied[] all 0. The core isolates
+	 * an item the store refuses by calling again with smaller batches (an
+	 * item a failed call did apply is then refused by its guard, which is
+	 * harmless), so a store refuses an item it cannot write (BUS_EINVAL
+	 * naming it) rather than write part of it. See the cancel request
+	 * rule above. */
 	int (*finish)(bus_store *s, int64_t now, const bus_store_finish *items,
 		      size_t n, unsigned char *applied);
 
