@@ -1048,7 +1048,9 @@ START_TEST(retry_keeps_the_place_of_a_due_job)
 END_TEST
 
 /* More items than one statement takes (256 on MySQL), guards holding and
- * failing in a pattern, some guarded by an expired lease too. */
+ * failing in a pattern: outcomes of the worker (no lease condition) mixed
+ * with rescues (only_if_expired), of jobs whose leases have and have not
+ * run out. */
 START_TEST(a_large_mixed_finish_batch_applies_exactly_the_held_guards)
 {
 	enum { N = 300 };
@@ -1057,15 +1059,20 @@ START_TEST(a_large_mixed_finish_batch_applies_exactly_the_held_guards)
 	bus_enqueue_result *res = calloc(N, sizeof *res);
 	for (size_t i = 0; i < N; i++)
 		jobs[i] = j;
-	ck_assert_int_eq(ops->insert(st, T0, jobs, N, res), 0);
+	ck_assert_int_eq(ops->insert(st, T0 - 3 * LEASE, jobs, N, res), 0);
+	/* The first half's leases run out before T0; the second's do not. */
 	size_t n = 0;
-	bus_job *rows = claim_n(T0, "q", N, &n);
-	ck_assert_uint_eq(n, N);
+	bus_job *rows = claim_n(T0 - 2 * LEASE, "q", N / 2, &n);
+	ck_assert_uint_eq(n, N / 2);
+	bus_job_list_free(rows, n);
+	rows = claim_n(T0, "q", N, &n);
+	ck_assert_uint_eq(n, N / 2);
 	bus_job_list_free(rows, n);
 	bus_store_finish *f = calloc(N, sizeof *f);
 	unsigned char *applied = malloc(N);
 	int *want = calloc(N, sizeof *want);
 	for (size_t i = 0; i < N; i++) {
+		int expired = i < N / 2;
 		f[i] = outcome(res[i].id, 1, BUS_JOB_COMPLETED);
 		want[i] = 1;
 		if (i % 3 == 1) {
@@ -1074,11 +1081,13 @@ START_TEST(a_large_mixed_finish_batch_applies_exactly_the_held_guards)
 		} else if (i % 5 == 2) {
 			f[i].attempt = 2; /* another attempt */
 			want[i] = 0;
-		} else if (i % 7 == 3) {
-			/* the rescue's guard: the lease has not run out */
+		} else if (i % 4 == 3) {
+			/* a rescue: applies only where the lease ran out */
 			f[i].only_if_expired = 1;
 			f[i].state = BUS_JOB_RETRYABLE;
-			want[i] = 0;
+			f[i].delay_us = SEC;
+			f[i].error = "lease expired";
+			want[i] = expired;
 		} else if (i % 2) {
 			f[i].state = BUS_JOB_RETRYABLE;
 			f[i].delay_us = SEC;
@@ -1087,13 +1096,20 @@ START_TEST(a_large_mixed_finish_batch_applies_exactly_the_held_guards)
 	}
 	memset(applied, 9, N);
 	ck_assert_int_eq(ops->finish(st, T0 + 1, f, N, applied), 0);
+	size_t held = 0, rescued = 0;
 	for (size_t i = 0; i < N; i++) {
 		ck_assert_msg(applied[i] == want[i], "item %zu: applied %d",
 			      i, applied[i]);
 		bus_job_state s = state_of(res[i].id);
 		ck_assert_msg(s == (want[i] ? f[i].state : BUS_JOB_EXECUTING),
 			      "item %zu is %s", i, bus_job_state_name(s));
+		held += want[i];
+		rescued += want[i] && f[i].only_if_expired;
 	}
+	/* The pattern has all four kinds. */
+	ck_assert_uint_gt(held, 0);
+	ck_assert_uint_lt(held, N);
+	ck_assert_uint_gt(rescued, 0);
 	/* A second pass: every guard now fails. */
 	ck_assert_int_eq(ops->finish(st, T0 + 2, f, N, applied), 0);
 	for (size_t i = 0; i < N; i++)
