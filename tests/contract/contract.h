@@ -77,6 +77,7 @@ struct contract_worker_opts {
 	int prefetch;                    /* the library's (= concurrency) */
 	int64_t rescue_delay_ms;         /* the library's (5000) */
 	int completer_batch;             /* the library's (100) */
+	int64_t cancel_check_ms;         /* the library's (500) */
 };
 
 /* Makes and starts a worker; the test fails when either fails. The caller

@@ -167,17 +167,26 @@ struct strand {
 	bus_worker *dead, *rescuer;
 };
 
-static void strand(struct strand *s, const int64_t *ids, size_t n,
-		   int64_t rescue_delay_ms)
+/* The "dead" worker reads no cancel request (cancel_check_ms a day). */
+static void strand_dead(struct strand *s, const int64_t *ids, size_t n,
+			int64_t rescue_delay_ms)
 {
 	s->dead = contract_start_worker(
 		s->b, &(struct contract_worker_opts){
 			      .queue = "strand.q", .node = "dead",
 			      .concurrency = (int)n, .lease_ms = 60000,
 			      .rescue_interval_ms = 600000,
-			      .rescue_delay_ms = rescue_delay_ms });
+			      .rescue_delay_ms = rescue_delay_ms,
+			      .cancel_check_ms = BUS_WORKER_INTERVAL_MAX_MS });
 	for (size_t i = 0; i < n; i++)
 		bus_job_free(wait_job(s->b, ids[i], BUS_JOB_EXECUTING, 1));
+}
+
+static void strand(struct strand *s, const int64_t *ids, size_t n,
+		   int64_t rescue_delay_ms)
+{
+	if (s->dead == NULL)
+		strand_dead(s, ids, n, rescue_delay_ms);
 	clock_advance(&s->clock, 120 * SEC_US);
 	s->rescuer = contract_start_worker(
 		s->b, &(struct contract_worker_opts){
@@ -196,7 +205,7 @@ static void strand_end(struct strand *s)
 START_TEST(poisoned_expired_job_does_not_block_rescue)
 {
 	struct strand s;
-	memset(&s.h, 0, sizeof s.h);
+	memset(&s, 0, sizeof s);
 	contract_open(&s.b);
 	contract_clock_install(s.b, &s.clock);
 	bus_handler_opts ho = BUS_HANDLER_OPTS_INIT;
@@ -229,7 +238,7 @@ START_TEST(more_than_a_rescue_batch_of_expired_leases_is_rescued)
 {
 	enum { N = 150 };
 	struct strand s;
-	memset(&s.h, 0, sizeof s.h);
+	memset(&s, 0, sizeof s);
 	contract_open(&s.b);
 	contract_clock_install(s.b, &s.clock);
 	contract_handle(s.b, "strand.many", hold_until_released, &s.h, NULL,
@@ -253,6 +262,36 @@ START_TEST(more_than_a_rescue_batch_of_expired_leases_is_rescued)
 	ck_assert_int_eq(count_jobs(s.b, BUS_STATE_BIT(BUS_JOB_RETRYABLE),
 				    "strand.q", NULL),
 			 N);
+	strand_end(&s);
+}
+END_TEST
+
+/* A cancel request on a job whose worker is gone (here: never reads it)
+ * is honoured by the rescue of its lease: cancelled, not retried. */
+START_TEST(cancel_request_of_a_dead_workers_job_ends_at_its_rescue)
+{
+	struct strand s;
+	memset(&s, 0, sizeof s);
+	contract_open(&s.b);
+	contract_clock_install(s.b, &s.clock);
+	contract_handle(s.b, "strand.cancel", hold_until_released, &s.h, NULL,
+			"strand.q");
+	int64_t ids[2];
+	for (int i = 0; i < 2; i++)
+		ids[i] = enqueue_ok(s.b, "strand.cancel", "{}", NULL,
+				    BUS_INSERTED);
+	strand_dead(&s, ids, 2, 0);
+	ck_assert_int_eq(bus_job_cancel(s.b, ids[0]), 0);
+	bus_job *j = get_job(s.b, ids[0]);
+	ck_assert_str_eq(bus_job_state_name(j->state), "executing");
+	bus_job_free(j);
+	strand(&s, ids, 2, 0);
+	j = wait_job(s.b, ids[0], BUS_JOB_CANCELLED, 1);
+	assert_errors(j, 1, "lease expired");
+	ck_assert_int_eq(j->cancel_requested_at, 0);
+	bus_job_free(j);
+	/* The other one, not cancelled, is retried. */
+	bus_job_free(wait_job(s.b, ids[1], BUS_JOB_RETRYABLE, 1));
 	strand_end(&s);
 }
 END_TEST
@@ -422,6 +461,8 @@ TCase *contract_defects(void)
 	tcase_add_test(tc, poisoned_expired_job_does_not_block_rescue);
 	tcase_add_test(tc,
 		       more_than_a_rescue_batch_of_expired_leases_is_rescued);
+	tcase_add_test(tc,
+		       cancel_request_of_a_dead_workers_job_ends_at_its_rescue);
 	tcase_add_test(tc, retry_keeps_a_due_jobs_place_in_line);
 	tcase_add_test(tc, duration_options_are_bounded);
 	return tc;

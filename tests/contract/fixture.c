@@ -140,6 +140,7 @@ bus_worker *contract_start_worker(bus *b,
 	wo.prefetch = o->prefetch;
 	wo.rescue_delay_ms = o->rescue_delay_ms;
 	wo.completer_batch = o->completer_batch;
+	wo.cancel_check_ms = o->cancel_check_ms;
 	bus_worker *w = NULL;
 	int rc = bus_worker_new(&w, b, &wo);
 	ck_assert_msg(rc == 0, "bus_worker_new: %s",
