@@ -260,6 +260,13 @@ START_TEST(cancel_of_running_job_stops_it_and_refuses_its_outcome)
 }
 END_TEST
 
+static int counted_cancel(void *arg)
+{
+	bus_worker_stats st;
+	bus_worker_get_stats(&st, arg);
+	return st.cancelled >= 1;
+}
+
 /* Runs in a child process and would outlive the test by far. */
 static int sleep_for_ever(bus_ctx *ctx, void *udata)
 {
@@ -288,7 +295,9 @@ START_TEST(cancel_of_running_job_kills_its_child_process)
 	bus_job *j = wait_job(b, id, BUS_JOB_CANCELLED, 1);
 	assert_errors(j, 1, "cancelled");
 	bus_job_free(j);
-	wait_idle(w);
+	/* The worker counts it once its store call returns, which may come
+	 * after the change is visible. */
+	wait_for(counted_cancel, w, "the worker to count the cancel");
 	bus_worker_stats st;
 	bus_worker_get_stats(&st, w);
 	ck_assert_int_eq(st.cancelled, 1);
