@@ -140,6 +140,14 @@ static void finish_job(struct worker_slot *slot, const struct bus_outcome *o)
 			bus__registry_find_durable(&w->bus->registry,
 						   job->handler);
 		bus__policy_decide(&f, job, h, w->node, o);
+		if (f.state == BUS_JOB_RETRYABLE &&
+		    f.delay_us == BUS_DELAY_MAX_US && h != NULL &&
+		    h->job.backoff != NULL)
+			bus__log(&w->bus->log, BUS_LOG_WARN,
+				 "worker '%s': the backoff of handler '%s' "
+				 "asked for BUS_DELAY_MAX_S or more; job %lld "
+				 "retries in BUS_DELAY_MAX_S",
+				 w->node, job->handler, (long long)job->id);
 	}
 	if (bus__worker_submit(w, &f, slot->queue) != 0)
 		bus__log(&w->bus->log, BUS_LOG_ERROR,

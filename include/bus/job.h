@@ -192,7 +192,8 @@ typedef struct bus_enqueue_result {
 /* Backoff: the delay in microseconds before the retry after failed attempt
  * `attempt` (1 for the first). Default: min(2^(attempt-1), 60) minutes, with
  * up to 10% jitter. A negative result counts as 0, one above
- * BUS_DELAY_MAX_S seconds as BUS_DELAY_MAX_S. */
+ * BUS_DELAY_MAX_S seconds as BUS_DELAY_MAX_S (and the worker logs a
+ * warning naming the handler). */
 typedef int64_t (*bus_backoff_fn)(int attempt, void *udata);
 
 /*
