@@ -15,7 +15,8 @@
  *  - one refused rescue never stops the rescue of the others;
  *  - when renewals fail, a running job is stopped once its lease has run
  *    out (its handler sees bus_ctx_expired) and its outcome is not
- *    recorded; rescued later, it runs again.
+ *    recorded; rescued later, it runs again;
+ *  - renewals go on while a rescue or prune is slow.
  */
 #include <stdatomic.h>
 #include <string.h>
@@ -35,6 +36,7 @@ static atomic_int poison_rescue_only; /* only rescues (only_if_expired) */
 static atomic_int extend_down;        /* every renewal fails */
 static atomic_int store_down;         /* finish and get fail */
 static atomic_int refusals;           /* finish calls refused */
+static atomic_int slow_maintenance;   /* expired and prune hang */
 
 static int poisoned(const bus_store_finish *it)
 {
@@ -87,6 +89,28 @@ static int faulty_extend(bus_store *s, int64_t now, const char *node,
 	return real->extend(s, now, node, lease_us, ids, attempts, n, held);
 }
 
+/* A rescue or prune that does not return while slow_maintenance is set
+ * (at most a minute). */
+static void hang_while_slow(void)
+{
+	for (int i = 0; i < 12000 && atomic_load(&slow_maintenance); i++)
+		sleep_ms(5);
+}
+
+static int faulty_expired(bus_store *s, int64_t now, size_t limit,
+			  bus_job **out, size_t *n_out)
+{
+	hang_while_slow();
+	return real->expired(s, now, limit, out, n_out);
+}
+
+static int faulty_prune(bus_store *s, int64_t now, int64_t age_us,
+			size_t limit, int64_t *deleted)
+{
+	hang_while_slow();
+	return real->prune(s, now, age_us, limit, deleted);
+}
+
 /* Opens the store under test, emptied, behind the faulty ops. */
 static bus *open_faulty(struct test_clock *clock)
 {
@@ -100,11 +124,14 @@ static bus *open_faulty(struct test_clock *clock)
 	atomic_store(&extend_down, 0);
 	atomic_store(&store_down, 0);
 	atomic_store(&refusals, 0);
+	atomic_store(&slow_maintenance, 0);
 	real = b->store.ops;
 	faulty = *real;
 	faulty.finish = faulty_finish;
 	faulty.get = faulty_get;
 	faulty.extend = faulty_extend;
+	faulty.expired = faulty_expired;
+	faulty.prune = faulty_prune;
 	b->store.ops = &faulty;
 	return b;
 }
@@ -114,6 +141,7 @@ static void close_faulty(bus *b)
 	atomic_store(&poison_id, -1);
 	atomic_store(&store_down, 0);
 	atomic_store(&extend_down, 0);
+	atomic_store(&slow_maintenance, 0);
 	bus_close(b);
 }
 
@@ -344,6 +372,55 @@ START_TEST(a_job_whose_lease_cannot_be_renewed_is_stopped)
 }
 END_TEST
 
+struct lease_wait {
+	bus *b;
+	int64_t id, want, seen;
+};
+
+static int lease_is(void *arg)
+{
+	struct lease_wait *lw = arg;
+	bus_job *j = get_job(lw->b, lw->id);
+	lw->seen = j->lease_until;
+	bus_job_free(j);
+	return lw->seen == lw->want;
+}
+
+/* Renewals do not wait behind a slow rescue or prune: they have a thread
+ * and connection of their own. */
+START_TEST(renewals_go_on_while_maintenance_is_slow)
+{
+	struct test_clock clock;
+	struct hold h = { 0, 0, 0, 0 };
+	bus *b = open_faulty(&clock);
+	contract_handle(b, "faults.slow", hold_first, &h, NULL, "faults.sl");
+	int64_t id = enqueue_ok(b, "faults.slow", "{}", NULL, BUS_INSERTED);
+	bus_worker *w = contract_start_worker(
+		b, &(struct contract_worker_opts){ .queue = "faults.sl",
+						   .lease_ms = 1500 });
+	wait_atomic(&h.started, 1, "the handler to start");
+	atomic_store(&slow_maintenance, 1);
+	sleep_ms(100); /* the maintenance thread is in a slow call now */
+	for (int i = 0; i < 3; i++) {
+		clock_advance(&clock, SEC_US);
+		struct lease_wait lw = { b, id, clock_now(&clock) + 1500000, 0 };
+		ck_assert_msg(contract_poll(lease_is, &lw),
+			      "the lease was not renewed to %lld while "
+			      "maintenance was slow (it is %lld)",
+			      (long long)lw.want, (long long)lw.seen);
+	}
+	bus_worker_stats st;
+	bus_worker_get_stats(&st, w);
+	ck_assert_int_eq(st.lease_lost, 0);
+	ck_assert_int_eq(atomic_load(&h.saw_expired), 0);
+	atomic_store(&slow_maintenance, 0);
+	atomic_store(&h.release, 1);
+	bus_job_free(wait_job(b, id, BUS_JOB_COMPLETED, 1));
+	bus_worker_free(w);
+	close_faulty(b);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("faults");
@@ -355,6 +432,7 @@ int main(void)
 	tcase_add_test(tc, outcomes_wait_for_a_store_that_does_not_answer);
 	tcase_add_test(tc, a_refused_rescue_does_not_stop_the_others);
 	tcase_add_test(tc, a_job_whose_lease_cannot_be_renewed_is_stopped);
+	tcase_add_test(tc, renewals_go_on_while_maintenance_is_slow);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_ENV);
