@@ -21,7 +21,7 @@
 enum abort_reason {
 	ABORT_NONE = 0,
 	ABORT_LOST,     /* cancelled by hand, or rescued: not ours any more */
-	ABORT_SHUTDOWN, /* past the grace period: give the job back */
+	ABORT_SHUTDOWN, /* past the grace period: stop (bus_ctx_expired) */
 };
 
 /* Claimed jobs waiting for an executor of their queue. */
@@ -31,13 +31,13 @@ struct job_fifo {
 };
 
 struct worker_queue {
-	char *name;      /* owned */
-	int concurrency; /* executor slots */
-	int prefetch;    /* jobs that may wait beyond the busy slots, now */
-	int prefetch_auto; /* the default: prefetch follows avg_run_ns */
+	char *name;         /* owned */
+	int concurrency;    /* executor slots */
+	int prefetch;       /* jobs that may wait beyond the busy slots, now */
+	int prefetch_auto;  /* the default: prefetch follows avg_run_ns */
 	int64_t avg_run_ns; /* moving average of a job's run time; 0: none */
-	int unwritten;   /* run; the outcome waits for the completer */
-	int busy;        /* slots running a job */
+	int unwritten;      /* run; the outcome waits for the completer */
+	int busy;           /* slots running a job */
 	/* The fetcher's: the last claim came back short, so nothing more is
 	 * due here; not asked again before this (monotonic ns) unless jobs
 	 * are stored on this bus. 0: ask. */
