@@ -401,6 +401,16 @@ START_TEST(names_are_utf8_and_bounded_on_every_store)
 	o.tags = long_tag;
 	assert_bad_name(bus_enqueue(NULL, b, "names.k", "{}", &o), "tag");
 	assert_bad_name(bus_queue_pause(b, "p\xff"), "queue name");
+	bus_job_filter jf = BUS_JOB_FILTER_INIT;
+	bus_job *none = NULL;
+	size_t n_none = 0;
+	jf.kind = "k\xff";
+	assert_bad_name(bus_job_list(&none, &n_none, b, &jf),
+			"bus_job_filter.kind");
+	jf.kind = NULL;
+	jf.queue = long_name;
+	assert_bad_name(bus_job_list(&none, &n_none, b, &jf),
+			"bus_job_filter.queue");
 	ck_assert_int_eq(count_jobs(b, 0, NULL, NULL), 0);
 
 	/* Workers: queue and node names. */
