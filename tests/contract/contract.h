@@ -169,6 +169,7 @@ TCase *contract_admin(void);
 TCase *contract_prune(void);
 TCase *contract_validation(void);
 TCase *contract_defects(void);
+TCase *contract_defaults(void);
 
 /* A TCase named `name` with the suite's timeout. */
 TCase *contract_tcase(const char *name);
