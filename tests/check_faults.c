@@ -37,6 +37,10 @@ static atomic_int extend_down;        /* every renewal fails */
 static atomic_int store_down;         /* finish and get fail */
 static atomic_int refusals;           /* finish calls refused */
 static atomic_int slow_maintenance;   /* expired and prune hang */
+/* The lease keeper's calls (extend, cancel_pending) fail slowly, as a
+ * store's do while it reconnects in vain. */
+static atomic_int lease_calls_mute;
+static atomic_int single_extends; /* extend calls of one job, while mute */
 
 static int poisoned(const bus_store_finish *it)
 {
@@ -86,7 +90,26 @@ static int faulty_extend(bus_store *s, int64_t now, const char *node,
 	if (atomic_load(&extend_down))
 		return bus__error_set(BUS_EBACKEND,
 				      "simulated outage: renewals fail");
+	if (atomic_load(&lease_calls_mute)) {
+		if (n == 1)
+			atomic_fetch_add(&single_extends, 1);
+		sleep_ms(50);
+		return bus__error_set(BUS_EBACKEND,
+				      "simulated outage: no answer");
+	}
 	return real->extend(s, now, node, lease_us, ids, attempts, n, held);
+}
+
+static int faulty_cancel_pending(bus_store *s, const char *node,
+				 const int64_t *ids, const int *attempts,
+				 size_t n, unsigned char *pending)
+{
+	if (atomic_load(&lease_calls_mute)) {
+		sleep_ms(50);
+		return bus__error_set(BUS_EBACKEND,
+				      "simulated outage: no answer");
+	}
+	return real->cancel_pending(s, node, ids, attempts, n, pending);
 }
 
 /* A rescue or prune that does not return while slow_maintenance is set
@@ -125,6 +148,8 @@ static bus *open_faulty(struct test_clock *clock)
 	atomic_store(&store_down, 0);
 	atomic_store(&refusals, 0);
 	atomic_store(&slow_maintenance, 0);
+	atomic_store(&lease_calls_mute, 0);
+	atomic_store(&single_extends, 0);
 	real = b->store.ops;
 	faulty = *real;
 	faulty.finish = faulty_finish;
@@ -132,6 +157,7 @@ static bus *open_faulty(struct test_clock *clock)
 	faulty.extend = faulty_extend;
 	faulty.expired = faulty_expired;
 	faulty.prune = faulty_prune;
+	faulty.cancel_pending = faulty_cancel_pending;
 	b->store.ops = &faulty;
 	return b;
 }
@@ -142,6 +168,7 @@ static void close_faulty(bus *b)
 	atomic_store(&store_down, 0);
 	atomic_store(&extend_down, 0);
 	atomic_store(&slow_maintenance, 0);
+	atomic_store(&lease_calls_mute, 0);
 	bus_close(b);
 }
 
@@ -372,6 +399,43 @@ START_TEST(a_job_whose_lease_cannot_be_renewed_is_stopped)
 }
 END_TEST
 
+static int leases_lost_8(void *arg)
+{
+	bus_worker_stats st;
+	bus_worker_get_stats(&st, arg);
+	return st.lease_lost >= 8;
+}
+
+/* While the store does not answer, the lease keeper does not try each
+ * job's renewal on its own: each such call may last a whole reconnect
+ * cycle, and the stop of the jobs whose lease runs out (on the same
+ * thread) would come that many times later -- after another node may have
+ * rescued and rerun them. */
+START_TEST(a_store_that_does_not_answer_is_not_asked_lease_by_lease)
+{
+	struct hold h = { 0, 0, 0, 0 };
+	bus *b = open_faulty(NULL);
+	contract_handle(b, "faults.mute", hold_first, &h, NULL, "faults.m");
+	int64_t ids[8];
+	enqueue_n(b, "faults.mute", ids, 8);
+	bus_worker *w = contract_start_worker(
+		b, &(struct contract_worker_opts){ .queue = "faults.m",
+						   .concurrency = 8,
+						   .lease_ms = 1500,
+						   .rescue_interval_ms = 600000 });
+	wait_atomic(&h.started, 8, "the handlers to start");
+	atomic_store(&lease_calls_mute, 1);
+	wait_for(leases_lost_8, w, "the worker to stop the 8 jobs");
+	wait_atomic(&h.returned, 8, "the handlers to return");
+	ck_assert_int_eq(atomic_load(&h.saw_expired), 1);
+	ck_assert_int_eq(atomic_load(&single_extends), 0);
+	atomic_store(&lease_calls_mute, 0);
+	atomic_store(&h.release, 1);
+	bus_worker_free(w);
+	close_faulty(b);
+}
+END_TEST
+
 struct lease_wait {
 	bus *b;
 	int64_t id, want, seen;
@@ -433,6 +497,8 @@ int main(void)
 	tcase_add_test(tc, a_refused_rescue_does_not_stop_the_others);
 	tcase_add_test(tc, a_job_whose_lease_cannot_be_renewed_is_stopped);
 	tcase_add_test(tc, renewals_go_on_while_maintenance_is_slow);
+	tcase_add_test(tc,
+		       a_store_that_does_not_answer_is_not_asked_lease_by_lease);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_ENV);
