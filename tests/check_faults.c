@@ -33,6 +33,9 @@ static struct bus_store_ops faulty;
 static _Atomic int64_t poison_id;     /* refuse outcomes of this job */
 static atomic_int poison_every_state; /* ... its failure too */
 static atomic_int poison_rescue_only; /* only rescues (only_if_expired) */
+/* At its first refusal, the poisoned job's fate is written by another
+ * party (as a rescuer would): it is not the worker's any more. */
+static atomic_int poison_then_taken;
 static atomic_int extend_down;        /* every renewal fails */
 static atomic_int store_down;         /* finish and get fail */
 static atomic_int refusals;           /* finish calls refused */
@@ -63,6 +66,14 @@ static int faulty_finish(bus_store *s, int64_t now,
 	}
 	for (size_t i = 0; i < n; i++) {
 		if (poisoned(&items[i])) {
+			if (atomic_exchange(&poison_then_taken, 0)) {
+				bus_store_finish other = items[i];
+				other.state = BUS_JOB_CANCELLED;
+				other.delay_us = -1;
+				other.error = "taken by another party";
+				unsigned char one = 0;
+				real->finish(s, now, &other, 1, &one);
+			}
 			atomic_fetch_add(&refusals, 1);
 			return bus__error_set(BUS_EBACKEND,
 					      "simulated refusal of job %lld "
@@ -144,6 +155,7 @@ static bus *open_faulty(struct test_clock *clock)
 	atomic_store(&poison_id, -1);
 	atomic_store(&poison_every_state, 0);
 	atomic_store(&poison_rescue_only, 0);
+	atomic_store(&poison_then_taken, 0);
 	atomic_store(&extend_down, 0);
 	atomic_store(&store_down, 0);
 	atomic_store(&refusals, 0);
@@ -241,6 +253,39 @@ START_TEST(a_refused_outcome_is_recorded_discarded_and_blocks_nothing)
 	bus_worker_get_stats(&st, w);
 	ck_assert_int_eq(st.refused, 1);
 	ck_assert_int_eq(st.completed, 11);
+	bus_worker_free(w);
+	close_faulty(b);
+}
+END_TEST
+
+/* A refused outcome whose job is meanwhile not the worker's (rescued,
+ * say) is not recorded discarded, nor counted refused: its new fate
+ * stands. */
+START_TEST(a_refused_outcome_of_a_job_taken_meanwhile_is_not_counted_refused)
+{
+	atomic_int runs = 0;
+	bus *b = open_faulty(NULL);
+	contract_handle(b, "faults.taken", succeed, &runs, NULL, "faults.t");
+	int64_t ids[4];
+	enqueue_n(b, "faults.taken", ids, 4);
+	atomic_store(&poison_id, ids[1]);
+	atomic_store(&poison_then_taken, 1);
+	bus_worker *w = contract_start_worker(
+		b, &(struct contract_worker_opts){ .queue = "faults.t" });
+	for (int i = 0; i < 4; i++) {
+		if (i != 1)
+			bus_job_free(wait_job(b, ids[i], BUS_JOB_COMPLETED, 1));
+	}
+	bus_job *j = wait_job(b, ids[1], BUS_JOB_CANCELLED, 1);
+	assert_errors(j, 1, "taken by another party");
+	bus_job_free(j);
+	bus_worker_stop(w, 1000);
+	bus_worker_stats st;
+	bus_worker_get_stats(&st, w);
+	ck_assert_int_eq(st.completed, 3);
+	ck_assert_int_eq(st.refused, 0);
+	ck_assert_int_eq(st.discarded, 0);
+	ck_assert_int_eq(st.lost, 1);
 	bus_worker_free(w);
 	close_faulty(b);
 }
@@ -493,6 +538,9 @@ int main(void)
 		       a_refused_outcome_is_recorded_discarded_and_blocks_nothing);
 	tcase_add_test(
 		tc, an_outcome_refused_in_every_form_leaves_its_job_to_the_rescuer);
+	tcase_add_test(
+		tc,
+		a_refused_outcome_of_a_job_taken_meanwhile_is_not_counted_refused);
 	tcase_add_test(tc, outcomes_wait_for_a_store_that_does_not_answer);
 	tcase_add_test(tc, a_refused_rescue_does_not_stop_the_others);
 	tcase_add_test(tc, a_job_whose_lease_cannot_be_renewed_is_stopped);
