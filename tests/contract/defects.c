@@ -356,6 +356,18 @@ START_TEST(retry_keeps_a_due_jobs_place_in_line)
 	j = get_job(b, a);
 	ck_assert_int_eq(j->scheduled_at, clock_now(&clock));
 	bus_job_free(j);
+
+	/* A scheduled job whose time has come is due too: it keeps its
+	 * scheduled_at. */
+	later.run_in_ms = 1000;
+	int64_t due = enqueue_ok(b, "retry.place", "{}", &later, BUS_INSERTED);
+	int64_t due_at = clock_now(&clock) + SEC_US;
+	clock_advance(&clock, 2 * SEC_US);
+	ck_assert_int_eq(bus_job_retry(b, due), 0);
+	j = get_job(b, due);
+	ck_assert_int_eq(j->state, BUS_JOB_AVAILABLE);
+	ck_assert_int_eq(j->scheduled_at, due_at);
+	bus_job_free(j);
 	bus_close(b);
 }
 END_TEST
