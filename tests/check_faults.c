@@ -125,10 +125,22 @@ static int faulty_cancel_pending(bus_store *s, const char *node,
 
 /* A rescue or prune that does not return while slow_maintenance is set
  * (at most a minute). */
+static atomic_int hanging; /* maintenance calls hanging now */
+
 static void hang_while_slow(void)
 {
+	if (!atomic_load(&slow_maintenance))
+		return;
+	atomic_fetch_add(&hanging, 1);
 	for (int i = 0; i < 12000 && atomic_load(&slow_maintenance); i++)
 		sleep_ms(5);
+	atomic_fetch_sub(&hanging, 1);
+}
+
+static int maintenance_hangs(void *arg)
+{
+	(void)arg;
+	return atomic_load(&hanging) > 0;
 }
 
 static int faulty_expired(bus_store *s, int64_t now, size_t limit,
@@ -509,7 +521,7 @@ START_TEST(renewals_go_on_while_maintenance_is_slow)
 						   .lease_ms = 1500 });
 	wait_atomic(&h.started, 1, "the handler to start");
 	atomic_store(&slow_maintenance, 1);
-	sleep_ms(100); /* the maintenance thread is in a slow call now */
+	wait_for(maintenance_hangs, NULL, "a rescue or prune to hang");
 	for (int i = 0; i < 3; i++) {
 		clock_advance(&clock, SEC_US);
 		struct lease_wait lw = { b, id, clock_now(&clock) + 1500000, 0 };
@@ -518,6 +530,8 @@ START_TEST(renewals_go_on_while_maintenance_is_slow)
 			      "maintenance was slow (it is %lld)",
 			      (long long)lw.want, (long long)lw.seen);
 	}
+	/* ... all while maintenance still hung. */
+	ck_assert_int_gt(atomic_load(&hanging), 0);
 	bus_worker_stats st;
 	bus_worker_get_stats(&st, w);
 	ck_assert_int_eq(st.lease_lost, 0);
