@@ -322,11 +322,15 @@ out:
 	free(pending);
 }
 
-/* Stops what holds a lease that ran out without a renewal. */
-static void enforce(struct bus_worker *w, const struct held *h, size_t n,
-		    int64_t now)
+/* Stops what holds a lease that ran out without a renewal. Returns the
+ * earliest deadline still to come (monotonic ns; INT64_MAX: none), so
+ * that the keeper wakes for it rather than at its next renewal or cancel
+ * check, which may come up to lease_ms / 3 (or cancel_check_ms) later. */
+static int64_t enforce(struct bus_worker *w, const struct held *h, size_t n,
+		       int64_t now)
 {
 	bus *b = w->bus;
+	int64_t next = INT64_MAX;
 	for (size_t i = 0; i < n; i++) {
 		if (h[i].kind == HELD_OUTCOME)
 			continue;
@@ -334,6 +338,8 @@ static void enforce(struct bus_worker *w, const struct held *h, size_t n,
 		const struct lease_entry *e =
 			entry_find(w, h[i].id, h[i].attempt);
 		int expired = e != NULL && e->deadline_ns <= now;
+		if (e != NULL && !expired && e->deadline_ns < next)
+			next = e->deadline_ns;
 		int stopped = 0;
 		if (expired) {
 			bus_job job;
@@ -358,6 +364,7 @@ static void enforce(struct bus_worker *w, const struct held *h, size_t n,
 				 w->node, (long long)h[i].id);
 		}
 	}
+	return next;
 }
 
 void *bus__worker_lease_keeper(void *arg)
@@ -392,11 +399,13 @@ void *bus__worker_lease_keeper(void *arg)
 			check_cancels(w, h, n);
 		if (now >= next_check)
 			next_check = now + check_ms;
-		if (n > 0)
-			enforce(w, h, n, bus__mono_ns());
+		int64_t deadline_ns = n > 0 ? enforce(w, h, n, bus__mono_ns())
+					    : INT64_MAX;
 		free(h);
 		int64_t next = next_renew < next_check ? next_renew
 						       : next_check;
+		if (deadline_ns != INT64_MAX && deadline_ns / 1000000 + 1 < next)
+			next = deadline_ns / 1000000 + 1;
 		now = bus__mono_ns() / 1000000;
 		bus__worker_nap(w, next > now ? next - now : 0,
 				&w->maintenance_go, 0);
