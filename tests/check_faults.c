@@ -43,7 +43,11 @@ static atomic_int slow_maintenance;   /* expired and prune hang */
 /* The lease keeper's calls (extend, cancel_pending) fail slowly, as a
  * store's do while it reconnects in vain. */
 static atomic_int lease_calls_mute;
-static atomic_int single_extends; /* extend calls of one job, while mute */
+/* While mute: extend calls of one job made right after a failed call of
+ * several (the one-by-one fallback), and the size of the last extend
+ * since the last cancel_pending (0: none). */
+static atomic_int single_extends;
+static atomic_int last_extend_n;
 
 static int poisoned(const bus_store_finish *it)
 {
@@ -102,8 +106,9 @@ static int faulty_extend(bus_store *s, int64_t now, const char *node,
 		return bus__error_set(BUS_EBACKEND,
 				      "simulated outage: renewals fail");
 	if (atomic_load(&lease_calls_mute)) {
-		if (n == 1)
+		if (n == 1 && atomic_load(&last_extend_n) > 1)
 			atomic_fetch_add(&single_extends, 1);
+		atomic_store(&last_extend_n, (int)n);
 		sleep_ms(50);
 		return bus__error_set(BUS_EBACKEND,
 				      "simulated outage: no answer");
@@ -116,6 +121,7 @@ static int faulty_cancel_pending(bus_store *s, const char *node,
 				 size_t n, unsigned char *pending)
 {
 	if (atomic_load(&lease_calls_mute)) {
+		atomic_store(&last_extend_n, 0);
 		sleep_ms(50);
 		return bus__error_set(BUS_EBACKEND,
 				      "simulated outage: no answer");
@@ -174,6 +180,7 @@ static bus *open_faulty(struct test_clock *clock)
 	atomic_store(&slow_maintenance, 0);
 	atomic_store(&lease_calls_mute, 0);
 	atomic_store(&single_extends, 0);
+	atomic_store(&last_extend_n, 0);
 	real = b->store.ops;
 	faulty = *real;
 	faulty.finish = faulty_finish;
