@@ -203,6 +203,54 @@ START_TEST(stop_past_grace_waits_for_threaded_handlers_and_keeps_outcomes)
 }
 END_TEST
 
+/* Under process isolation a child still running past the grace is killed:
+ * that is the shutdown's doing, not the job's, so the job goes back
+ * unspent, never cancelled. */
+static int sleep_in_child(bus_ctx *ctx, void *udata)
+{
+	(void)ctx;
+	(void)udata;
+	sleep_ms(CONTRACT_LIVENESS_MS);
+	return 0;
+}
+
+static int worker_running_one(void *arg)
+{
+	bus_worker_stats st;
+	bus_worker_get_stats(&st, arg);
+	return st.running == 1;
+}
+
+START_TEST(stop_past_grace_gives_back_a_killed_childs_job)
+{
+	bus *b;
+	contract_open(&b);
+	contract_handle(b, "kill.slow", sleep_in_child, NULL, NULL, "kill.q");
+	int64_t id = enqueue_ok(b, "kill.slow", "{}", NULL, BUS_INSERTED);
+	bus_worker *w = contract_start_worker(
+		b, &(struct contract_worker_opts){ .queue = "kill.q",
+						   .process = 1 });
+	/* Handed to the child (claimed is not enough: a job still waiting
+	 * for its executor is given back before the grace). */
+	wait_for(worker_running_one, w, "the job to reach its child");
+	ck_assert_int_eq(bus_worker_stop(w, 50), 0);
+	bus_job *j = get_job(b, id);
+	ck_assert_msg(j->state == BUS_JOB_AVAILABLE,
+		      "a job whose child the shutdown killed is %s, expected "
+		      "available (given back)",
+		      bus_job_state_name(j->state));
+	ck_assert_int_eq(j->attempt, 0);
+	ck_assert_int_eq(j->finished_at, 0);
+	bus_job_free(j);
+	bus_worker_stats st;
+	bus_worker_get_stats(&st, w);
+	ck_assert_int_eq(st.given_back, 1);
+	ck_assert_int_eq(st.cancelled + st.completed + st.retried, 0);
+	bus_worker_free(w);
+	bus_close(b);
+}
+END_TEST
+
 /* ---- a producer declares its jobs' options ----------------------------- */
 
 START_TEST(declared_handler_gives_producer_its_job_options)
@@ -487,6 +535,7 @@ TCase *contract_defaults(void)
 	tcase_add_test(
 		tc,
 		stop_past_grace_waits_for_threaded_handlers_and_keeps_outcomes);
+	tcase_add_test(tc, stop_past_grace_gives_back_a_killed_childs_job);
 	tcase_add_test(tc, declared_handler_gives_producer_its_job_options);
 	tcase_add_test(tc, enqueue_of_undeclared_kind_warns_once);
 	tcase_add_test(tc,
