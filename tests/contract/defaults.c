@@ -390,14 +390,47 @@ START_TEST(worker_handler_timeout_applies_to_job_stored_without_one)
 		b, &(struct contract_worker_opts){ .queue = "tmo.q" });
 	bus_job_free(wait_job(b, id, BUS_JOB_COMPLETED, 1));
 	bus_worker_free(w);
-	/* Under process isolation the handler ran in a child. */
-	if (atomic_load(&d.ran)) {
-		int64_t left = atomic_load(&d.remaining_ms);
-		ck_assert_msg(left > 0 && left <= 60000,
-			      "the handler saw %lld ms left: the worker's "
-			      "timeout_ms was not applied",
-			      (long long)left);
-	}
+	/* A thread-isolated worker: the handler ran here. */
+	ck_assert(atomic_load(&d.ran));
+	int64_t left = atomic_load(&d.remaining_ms);
+	ck_assert_msg(left > 0 && left <= 60000,
+		      "the handler saw %lld ms left: the worker's timeout_ms "
+		      "was not applied",
+		      (long long)left);
+	bus_close(b);
+}
+END_TEST
+
+/* The same under process isolation, where the parent enforces the limit by
+ * killing the child: a job stored without a timeout is stopped at its
+ * worker's handler's. */
+static int outlive_any_timeout(bus_ctx *ctx, void *udata)
+{
+	(void)ctx;
+	(void)udata;
+	sleep_ms(CONTRACT_LIVENESS_MS);
+	return 0;
+}
+
+START_TEST(worker_handler_timeout_kills_child_of_job_stored_without_one)
+{
+	bus *b;
+	contract_open(&b);
+	bus_job_opts jo = BUS_JOB_OPTS_INIT;
+	jo.queue = "tmo.pq";
+	int64_t id = enqueue_ok(b, "tmo.pjob", "{}", &jo, BUS_INSERTED);
+	bus_handler_opts ho = BUS_HANDLER_OPTS_INIT;
+	ho.timeout_ms = 200;
+	contract_handle(b, "tmo.pjob", outlive_any_timeout, NULL, &ho,
+			"tmo.pq");
+	bus_worker *w = contract_start_worker(
+		b, &(struct contract_worker_opts){ .queue = "tmo.pq",
+						   .process = 1 });
+	bus_job *j = wait_job(b, id, BUS_JOB_RETRYABLE, 1);
+	ck_assert_int_eq(j->timeout_ms, 0);
+	assert_errors(j, 1, "timeout after 0.2s");
+	bus_job_free(j);
+	bus_worker_free(w);
 	bus_close(b);
 }
 END_TEST
@@ -540,6 +573,8 @@ TCase *contract_defaults(void)
 	tcase_add_test(tc, enqueue_of_undeclared_kind_warns_once);
 	tcase_add_test(tc,
 		       worker_handler_timeout_applies_to_job_stored_without_one);
+	tcase_add_test(
+		tc, worker_handler_timeout_kills_child_of_job_stored_without_one);
 	tcase_add_test(tc, names_are_utf8_and_bounded_on_every_store);
 	tcase_add_test(tc, durable_event_handler_needs_an_explicit_name);
 	return tc;
