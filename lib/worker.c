@@ -288,6 +288,12 @@ void bus__worker_wake(struct bus_worker *w)
 
 void bus__wake_workers(bus *b)
 {
+	/* A handler in a child (process isolation) that enqueues has only a
+	 * copy of the parent's workers, with its locks as some other thread
+	 * held them at fork(): taking one could wait for ever, and there is
+	 * nobody here to wake. The parent's workers find the job by polling. */
+	if (b->store.in_child)
+		return;
 	if (atomic_load_explicit(&b->n_workers, memory_order_relaxed) == 0)
 		return;
 	pthread_mutex_lock(&b->workers_lock);

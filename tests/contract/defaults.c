@@ -3,8 +3,10 @@
  * threaded handler still running past the shutdown grace is waited for,
  * never run in two places at once; a producer that declares a handler's
  * job options stores them; names are UTF-8 and bounded on every store. */
+#include <cjson/cJSON.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -247,6 +249,102 @@ START_TEST(stop_past_grace_gives_back_a_killed_childs_job)
 	ck_assert_int_eq(st.given_back, 1);
 	ck_assert_int_eq(st.cancelled + st.completed + st.retried, 0);
 	bus_worker_free(w);
+	bus_close(b);
+}
+END_TEST
+
+/* ---- a child's enqueue never waits for the parent's locks ------------- */
+
+/* A handler under process isolation that enqueues runs in a child forked
+ * while other threads of the parent held the bus's locks; it must not take
+ * them. Every other job crashes its child, so that children are forked
+ * again and again while a producer thread keeps those locks busy. */
+#define FORK_JOBS 100
+
+static int chain_or_crash(bus_ctx *ctx, void *udata)
+{
+	(void)udata;
+	const cJSON *c =
+		cJSON_GetObjectItemCaseSensitive(bus_ctx_json(ctx), "crash");
+	if (cJSON_IsTrue(c))
+		abort();
+	bus_job_opts o = BUS_JOB_OPTS_INIT;
+	o.queue = "cfork.next";
+	if (bus_enqueue(NULL, bus_ctx_bus(ctx), "cfork.next", "{}", &o) != 0)
+		return bus_ctx_fail(ctx, "%s", bus_error_last()->message);
+	return 0;
+}
+
+struct busy_producer {
+	bus *b;
+	atomic_int stop;
+};
+
+static void *produce_until_stopped(void *arg)
+{
+	struct busy_producer *p = arg;
+	bus_job_opts o = BUS_JOB_OPTS_INIT;
+	o.queue = "cfork.other";
+	while (!atomic_load(&p->stop))
+		if (bus_enqueue(NULL, p->b, "cfork.other", "{}", &o) != 0)
+			break;
+	return NULL;
+}
+
+struct fork_done {
+	bus_worker *w;
+};
+
+static int fork_jobs_done(void *arg)
+{
+	bus_worker_stats st;
+	bus_worker_get_stats(&st, ((struct fork_done *)arg)->w);
+	return st.completed + st.discarded >= FORK_JOBS;
+}
+
+START_TEST(handler_in_child_enqueues_while_parent_is_busy)
+{
+	bus *b;
+	contract_open(&b);
+	if (strncmp(contract_url(), "memory:", 7) == 0) {
+		/* memory: lives in the worker's process: a child cannot
+		 * enqueue there at all (BUS_ESTATE, see isolation). */
+		bus_close(b);
+		return;
+	}
+	bus_handler_opts ho = BUS_HANDLER_OPTS_INIT;
+	ho.max_attempts = 1;
+	contract_handle(b, "cfork.job", chain_or_crash, NULL, &ho, "cfork.q");
+	/* Declared, so that the producer's enqueues are not warned about. */
+	contract_handle(b, "cfork.other", count_call, NULL, NULL, "cfork.other");
+	bus_worker *w = contract_start_worker(
+		b, &(struct contract_worker_opts){ .queue = "cfork.q",
+						   .concurrency = 2,
+						   .process = 1 });
+	struct busy_producer prod = { b, 0 };
+	pthread_t t;
+	ck_assert_int_eq(pthread_create(&t, NULL, produce_until_stopped, &prod),
+			 0);
+	for (int i = 0; i < FORK_JOBS; i++)
+		enqueue_ok(b, "cfork.job", i % 2 ? "{\"crash\":true}" : "{}",
+			   NULL, BUS_INSERTED);
+	struct fork_done d = { w };
+	int done = contract_poll(fork_jobs_done, &d);
+	atomic_store(&prod.stop, 1);
+	pthread_join(t, NULL);
+	bus_worker_stats st;
+	bus_worker_get_stats(&st, w);
+	ck_assert_msg(done,
+		      "%llu of %d jobs ended (%llu running): a child hangs in "
+		      "its enqueue",
+		      (unsigned long long)(st.completed + st.discarded),
+		      FORK_JOBS, (unsigned long long)st.running);
+	ck_assert_int_eq(bus_worker_stop(w, 1000), 0);
+	bus_worker_free(w);
+	ck_assert_int_eq(count_jobs(b, BUS_STATE_BIT(BUS_JOB_COMPLETED),
+				    "cfork.q", NULL),
+			 FORK_JOBS / 2);
+	ck_assert_int_eq(count_jobs(b, 0, "cfork.next", NULL), FORK_JOBS / 2);
 	bus_close(b);
 }
 END_TEST
@@ -569,6 +667,7 @@ TCase *contract_defaults(void)
 		tc,
 		stop_past_grace_waits_for_threaded_handlers_and_keeps_outcomes);
 	tcase_add_test(tc, stop_past_grace_gives_back_a_killed_childs_job);
+	tcase_add_test(tc, handler_in_child_enqueues_while_parent_is_busy);
 	tcase_add_test(tc, declared_handler_gives_producer_its_job_options);
 	tcase_add_test(tc, enqueue_of_undeclared_kind_warns_once);
 	tcase_add_test(tc,
