@@ -609,6 +609,10 @@ int bus_worker_start(bus_worker *w)
 		else
 			w->maintenance_started = 1;
 	}
+	/* On the bus before the fetcher's first claim: a job stored from now
+	 * on wakes it, so none is left to the next poll. */
+	if (rc == 0)
+		attach_to_bus(w);
 	if (rc == 0) {
 		if (pthread_create(&w->fetcher, NULL, fetcher, w) != 0)
 			rc = bus__error_set(BUS_ERROR,
@@ -625,10 +629,9 @@ int bus_worker_start(bus_worker *w)
 		w->state = W_STOPPING;
 		w->claiming = 0;
 		pthread_mutex_unlock(&w->lock);
-		join_all(w);
+		join_all(w); /* detaches it too */
 		return bus__error_set(err, "%s", why);
 	}
-	attach_to_bus(w);
 	bus__log(&w->bus->log, BUS_LOG_INFO,
 		 "worker '%s' started: %zu executors (%s isolation)", w->node,
 		 w->n_slots,

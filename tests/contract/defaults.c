@@ -91,6 +91,50 @@ START_TEST(two_queue_worker_at_defaults_drains_10000_jobs)
 }
 END_TEST
 
+/* ---- a job stored through the bus wakes a dry queue --------------------- */
+
+/* Far longer than the liveness bound: a job found only by polling fails. */
+#define NEVER_POLL_MS (3600 * 1000)
+
+/* Stores a job in `queue` and waits for it to complete. */
+static void stored_job_wakes(bus *b, const char *queue)
+{
+	bus_job_opts o = BUS_JOB_OPTS_INIT;
+	o.queue = queue;
+	int64_t id = enqueue_ok(b, "wake.job", "{}", &o, BUS_INSERTED);
+	bus_job_free(wait_job(b, id, BUS_JOB_COMPLETED, 1));
+}
+
+START_TEST(job_stored_through_the_bus_wakes_its_dry_queue)
+{
+	bus *b;
+	atomic_int calls = 0;
+	contract_open(&b);
+	contract_handle(b, "wake.job", count_call, &calls, NULL, "wake.a");
+	bus_worker_queue qs[2] = { { "wake.a", 0 }, { "wake.b", 0 } };
+	bus_worker_opts wo = BUS_WORKER_OPTS_INIT;
+	wo.queues = qs;
+	wo.n_queues = 2;
+	wo.isolation = BUS_ISOLATION_THREAD;
+	wo.poll_interval_ms = NEVER_POLL_MS;
+	bus_worker *w;
+	ck_assert_int_eq(bus_worker_new(&w, b, &wo), 0);
+	ck_assert_int_eq(bus_worker_start(w), 0);
+	/* Both queues came back empty: neither is polled again for an hour. */
+	sleep_ms(CONTRACT_SETTLE_MS);
+	stored_job_wakes(b, "wake.b");
+	sleep_ms(CONTRACT_SETTLE_MS);
+	stored_job_wakes(b, "wake.a");
+	/* And again, once the queues are dry after those jobs. */
+	sleep_ms(CONTRACT_SETTLE_MS);
+	stored_job_wakes(b, "wake.b");
+	ck_assert_int_eq(bus_worker_stop(w, 1000), 0);
+	ck_assert_int_eq(atomic_load(&calls), 3);
+	bus_worker_free(w);
+	bus_close(b);
+}
+END_TEST
+
 /* ---- shutdown never runs a job in two places --------------------------- */
 
 #define ISO_JOBS 8
@@ -663,6 +707,7 @@ TCase *contract_defaults(void)
 {
 	TCase *tc = contract_tcase("defaults");
 	tcase_add_test(tc, two_queue_worker_at_defaults_drains_10000_jobs);
+	tcase_add_test(tc, job_stored_through_the_bus_wakes_its_dry_queue);
 	tcase_add_test(
 		tc,
 		stop_past_grace_waits_for_threaded_handlers_and_keeps_outcomes);
