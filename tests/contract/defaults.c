@@ -249,16 +249,19 @@ START_TEST(stop_past_grace_waits_for_threaded_handlers_and_keeps_outcomes)
 }
 END_TEST
 
-/* Under process isolation a child still running past the grace is killed:
- * that is the shutdown's doing, not the job's, so the job goes back
- * unspent, never cancelled. */
-static int sleep_in_child(bus_ctx *ctx, void *udata)
+/* Runs past any timeout or grace a test gives it, in a child that is
+ * killed before it returns. */
+static int outlive_any_timeout(bus_ctx *ctx, void *udata)
 {
 	(void)ctx;
 	(void)udata;
 	sleep_ms(CONTRACT_LIVENESS_MS);
 	return 0;
 }
+
+/* Under process isolation a child still running past the grace is killed:
+ * that is the shutdown's doing, not the job's, so the job goes back
+ * unspent, never cancelled. */
 
 static int worker_running_one(void *arg)
 {
@@ -271,7 +274,7 @@ START_TEST(stop_past_grace_gives_back_a_killed_childs_job)
 {
 	bus *b;
 	contract_open(&b);
-	contract_handle(b, "kill.slow", sleep_in_child, NULL, NULL, "kill.q");
+	contract_handle(b, "kill.slow", outlive_any_timeout, NULL, NULL, "kill.q");
 	int64_t id = enqueue_ok(b, "kill.slow", "{}", NULL, BUS_INSERTED);
 	bus_worker *w = contract_start_worker(
 		b, &(struct contract_worker_opts){ .queue = "kill.q",
@@ -546,13 +549,6 @@ END_TEST
 /* The same under process isolation, where the parent enforces the limit by
  * killing the child: a job stored without a timeout is stopped at its
  * worker's handler's. */
-static int outlive_any_timeout(bus_ctx *ctx, void *udata)
-{
-	(void)ctx;
-	(void)udata;
-	sleep_ms(CONTRACT_LIVENESS_MS);
-	return 0;
-}
 
 START_TEST(worker_handler_timeout_kills_child_of_job_stored_without_one)
 {
