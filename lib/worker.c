@@ -436,15 +436,6 @@ static size_t room_for(struct bus_worker *w, bus_store_claim *req,
 	return total;
 }
 
-/* When a queue found dry at `now` is asked again: the poll interval later,
- * saturated (an interval of INT64_MAX ms means "only when woken"). */
-static int64_t poll_after(int64_t now, int64_t poll_ms)
-{
-	if (poll_ms > (INT64_MAX - now) / 1000000)
-		return INT64_MAX;
-	return now + poll_ms * 1000000;
-}
-
 /* Under the lock: waits until an executor frees room, jobs are stored on
  * this bus, the worker stops, or (when `until_ns` is set) a dry queue's
  * next poll is due. */
@@ -533,7 +524,8 @@ static void *fetcher(void *arg)
 		free(rows);
 		if (n > 0)
 			pthread_cond_broadcast(&w->work);
-		int64_t next_poll = poll_after(now, w->poll_ms);
+		/* poll_ms is at most a day (check_opts): no overflow. */
+		int64_t next_poll = now + w->poll_ms * 1000000;
 		for (size_t i = 0; i < w->n_queues; i++)
 			if (req[i].limit > 0)
 				w->queues[i].dry_until_ns =

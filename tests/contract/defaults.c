@@ -93,10 +93,9 @@ END_TEST
 
 /* ---- a job stored through the bus wakes a dry queue --------------------- */
 
-/* The longest poll interval there is: a job found only by polling fails,
- * and the fetcher's deadlines must saturate, not overflow (the UBSan build
- * halts on that). */
-#define NEVER_POLL_MS INT64_MAX
+/* The longest poll interval there is (a day): a job found only by polling
+ * fails. */
+#define NEVER_POLL_MS BUS_WORKER_INTERVAL_MAX_MS
 
 /* Stores a job in `queue` and waits for it to complete. */
 static void stored_job_wakes(bus *b, const char *queue)
