@@ -100,6 +100,8 @@ struct bus_worker {
 	struct {
 		atomic_uint_fast64_t claimed, completed, retried, discarded,
 			snoozed, cancelled, given_back, rescued, lost;
+		/* Store round trips: claims, and the completer's batches. */
+		atomic_uint_fast64_t claims, claim_ns, finishes, finish_ns;
 	} stats;
 };
 

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "core.h"
 #include "error.h"
 #include "worker.h"
@@ -99,11 +100,15 @@ static void write_batch(struct bus_worker *w, bus_store_finish *items,
 							   : malloc(n);
 	int tries = 0;
 	for (;;) {
+		int64_t t0 = bus__mono_ns();
 		int rc = applied == NULL
 				 ? bus__error_oom()
 				 : b->store.ops->finish(w->complete_store,
 							bus__now(b), items, n,
 							applied);
+		atomic_fetch_add(&w->stats.finishes, 1);
+		atomic_fetch_add(&w->stats.finish_ns,
+				 (uint64_t)(bus__mono_ns() - t0));
 		if (rc == 0)
 			break;
 		pthread_mutex_lock(&w->lock);

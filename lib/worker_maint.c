@@ -133,7 +133,7 @@ static void rescue(struct bus_worker *w)
 				why[i] = NULL;
 			struct bus_outcome o = { BUS_ETIMEOUT, why[i], 0 };
 			const struct bus_handler *h =
-				bus__registry_find_durable(&b->registry,
+				bus__registry_find_runner(&b->registry,
 							   job->handler);
 			bus__policy_decide(&f[i], job, h,
 					   job->attempted_by ? job->attempted_by

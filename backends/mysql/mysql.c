@@ -100,6 +100,7 @@ static const struct bus_store_ops my_ops = {
 	.counts = bus__my_counts,
 	.prune = bus__my_prune,
 	.insert_tx = bus__my_insert_tx,
+	.paused_queues = bus__my_paused_queues,
 };
 
 const struct bus_store_ops *bus_backend_entry(uint32_t core_abi)

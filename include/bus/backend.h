@@ -29,7 +29,7 @@
 extern "C" {
 #endif
 
-#define BUS_STORE_ABI_VERSION 1
+#define BUS_STORE_ABI_VERSION 2
 
 typedef struct bus_store bus_store; /* the backend's connection */
 
@@ -183,6 +183,12 @@ struct bus_store_ops {
 	int (*insert_tx)(bus_store *s, void *tx, int64_t now,
 			 const bus_store_new_job *jobs, size_t n,
 			 bus_enqueue_result *results);
+
+	/* ABI 2. The queues that are paused, in name order: *out holds
+	 * *n_out entries with name set and paused = 1 (counts are zero). May
+	 * be NULL: bus_queue_list then says the store cannot tell. */
+	int (*paused_queues)(bus_store *s, bus_queue_info **out,
+			     size_t *n_out);
 };
 
 /* The one symbol a backend exports. `core_abi` is the core's
