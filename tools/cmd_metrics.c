@@ -82,8 +82,9 @@ int cmd_metrics(struct cli *c, int argc, char **argv)
 		http_close(s);
 		return rc;
 	}
-	fprintf(stderr, "bus metrics: serving http://%s/metrics (port %d)\n",
-		listen, http_port(s));
+	const char *colon = strrchr(listen, ':');
+	fprintf(stderr, "bus metrics: serving http://%.*s:%d/metrics\n",
+		(int)(colon - listen), listen, http_port(s));
 	rc = http_serve(s, sig_fd, render_store, b);
 	cli_signals_restore();
 	http_close(s);

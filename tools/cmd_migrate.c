@@ -37,7 +37,8 @@ int cmd_migrate(struct cli *c, int argc, char **argv)
 		} else if (brc == 0) {
 			printf("the schema is current\n");
 		} else {
-			fprintf(stderr, "bus: %s\n", bus_error_last()->message);
+			fprintf(stderr, "bus: %s (run 'bus migrate')\n",
+				bus_error_last()->message);
 		}
 		return brc == 0 ? CLI_OK : CLI_SCHEMA;
 	}

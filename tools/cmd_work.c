@@ -267,8 +267,9 @@ int cmd_work(struct cli *c, int argc, char **argv)
 			bus_worker_free(w);
 			goto out;
 		}
-		fprintf(stderr, "bus work: metrics on http://%s/metrics\n",
-			metrics);
+		const char *colon = strrchr(metrics, ':');
+		fprintf(stderr, "bus work: serving http://%.*s:%d/metrics\n",
+			(int)(colon - metrics), metrics, http_port(mt.server));
 	}
 	int sig_fd, sig = 0;
 	if ((rc = cli_signals_install(&sig_fd)) != 0)

@@ -56,10 +56,13 @@ int cli_exit_for(int rc)
 
 int cli_fail(int rc, const char *what)
 {
+	/* The library's advice names its API; the tool's user runs this. */
+	const char *hint = rc == BUS_ESCHEMA ? " (run 'bus migrate')" : "";
 	if (what != NULL)
-		fprintf(stderr, "bus: %s: %s\n", what, bus_error_last()->message);
+		fprintf(stderr, "bus: %s: %s%s\n", what,
+			bus_error_last()->message, hint);
 	else
-		fprintf(stderr, "bus: %s\n", bus_error_last()->message);
+		fprintf(stderr, "bus: %s%s\n", bus_error_last()->message, hint);
 	return cli_exit_for(rc);
 }
 
