@@ -81,9 +81,14 @@ static int jobs_list(struct cli *c, int argc, char **argv)
 		last_error(err, sizeof err, j->errors);
 		snprintf(attempt, sizeof attempt, "%d/%d", j->attempt,
 			 j->max_attempts);
-		printf("%-8lld %-10s %-16s %-24s %-7s %-8d %-27s %s\n",
-		       (long long)j->id, bus_job_state_name(j->state), j->queue,
-		       j->kind, attempt, j->priority, at, err);
+		if (err[0] != '\0')
+			printf("%-8lld %-10s %-16s %-24s %-7s %-8d %-27s %s\n",
+			       (long long)j->id, bus_job_state_name(j->state),
+			       j->queue, j->kind, attempt, j->priority, at, err);
+		else
+			printf("%-8lld %-10s %-16s %-24s %-7s %-8d %s\n",
+			       (long long)j->id, bus_job_state_name(j->state),
+			       j->queue, j->kind, attempt, j->priority, at);
 	}
 	bus_job_list_free(jobs, n);
 	return CLI_OK;
