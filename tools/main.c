@@ -95,10 +95,16 @@ bus *cli_bus(struct cli *c, int *exit_code)
 {
 	if (c->b != NULL)
 		return c->b;
-	/* The tool logs warnings only: its own lines are the output. */
 	int rc = bus_open(&c->b, c->url);
-	if (rc == 0)
+	if (rc == 0) {
+		/* The library warns applications about jobs of handlers they
+		 * have not declared; the tool never declares any (its options
+		 * are its arguments). Errors still show; $BUS_LOG overrides. */
+		const char *level = getenv("BUS_LOG");
+		if (level == NULL || level[0] == '\0')
+			bus_set_logger(c->b, BUS_LOG_ERROR, NULL, NULL);
 		return c->b;
+	}
 	c->b = NULL;
 	/* A URL that does not parse or names no store is the user's to fix;
 	 * a server that refuses or is not there is another matter. Messages
