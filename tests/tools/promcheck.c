@@ -286,18 +286,21 @@ static struct family *family_of(const char *name, const char **suffix)
 	return family_get(name);
 }
 
-static struct family *current;
+/* The family of the lines being read, by index: family_get may move the
+ * array. */
+static long current = -1;
 
 static void enter(struct family *f, long line)
 {
-	if (current == f)
+	long at = (long)(f - families);
+	if (current == at)
 		return;
 	if (f->closed)
 		problem(line, "lines of family '%s' are not together%s",
 			f->name, "");
-	if (current != NULL)
-		current->closed = 1;
-	current = f;
+	if (current >= 0)
+		families[current].closed = 1;
+	current = at;
 }
 
 static void check_line(char *line, long no)
