@@ -70,8 +70,10 @@ static int parse_unique(bus_unique_opts *u, const char ***keys,
 	     f = strtok_r(NULL, ",", &save)) {
 		if (strncmp(f, "payload.", 8) == 0 && f[8] != '\0') {
 			const char **k = realloc(*keys, (n + 1) * sizeof *k);
-			if (k == NULL)
+			if (k == NULL) {
+				free(copy);
 				return cli_error(CLI_FAILED, "out of memory");
+			}
 			/* The key points into argv's copy, kept to the end. */
 			k[n++] = text + (f + 8 - copy);
 			*keys = k;

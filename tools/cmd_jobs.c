@@ -90,6 +90,11 @@ static int jobs_list(struct cli *c, int argc, char **argv)
 			       (long long)j->id, bus_job_state_name(j->state),
 			       j->queue, j->kind, attempt, j->priority, at);
 	}
+	/* A full page may not be all: say how to see the next one. */
+	if (n > 0 && n == f.limit)
+		fprintf(stderr, "bus: %zu jobs shown; the next ones with --after "
+				"%lld\n",
+			n, (long long)jobs[n - 1].id);
 	bus_job_list_free(jobs, n);
 	return CLI_OK;
 }

@@ -23,6 +23,7 @@ int metrics_text(char **text, size_t *len, bus *b, bus_worker *const *w,
 		if (buf == NULL) {
 			free(*text);
 			*text = NULL;
+			cli_error(CLI_FAILED, "out of memory rendering metrics");
 			return BUS_ENOMEM;
 		}
 		*text = buf;

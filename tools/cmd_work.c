@@ -227,15 +227,16 @@ int cmd_work(struct cli *c, int argc, char **argv)
 	bus *b = cli_bus(c, &rc);
 	if (b == NULL)
 		goto out;
-	/* Fail now, clearly, rather than log failed claims for ever. */
-	bus_queue_info *info;
-	size_t ni;
-	int brc = bus_queue_list(&info, &ni, b);
+	/* Fail now, clearly, rather than log failed claims for ever: any job
+	 * call checks the schema and the connection. */
+	bus_job_count *counts;
+	size_t nc;
+	int brc = bus_job_counts(&counts, &nc, b);
 	if (brc != 0) {
 		rc = cli_fail(brc, "reading the store");
 		goto out;
 	}
-	bus_free(info);
+	bus_free(counts);
 	if ((brc = bus_handle_any_job(b, exec_job_handler, &eo, NULL)) != 0 &&
 	    brc != BUS_EEXISTS) {
 		rc = cli_fail(brc, "work");
