@@ -110,7 +110,8 @@ static int render_store(struct out *o, bus *b)
 	int rc = bus_queue_list(&q, &n, b);
 	if (rc != 0)
 		return rc;
-	header(o, "bus_jobs", "gauge", "Jobs in the store, by queue and state.");
+	header(o, "bus_jobs", "gauge",
+	       "Jobs in the store, by queue and state.");
 	for (size_t i = 0; i < n; i++)
 		for (int s = 0; s < BUS_JOB_STATE_COUNT; s++)
 			sample_u64(o, "bus_jobs", "queue", q[i].name, "state",
@@ -119,8 +120,8 @@ static int render_store(struct out *o, bus *b)
 	header(o, "bus_queue_paused", "gauge",
 	       "1 when the queue is paused (not claimed from).");
 	for (size_t i = 0; i < n; i++)
-		sample_u64(o, "bus_queue_paused", "queue", q[i].name, NULL, NULL,
-			   q[i].paused ? 1 : 0);
+		sample_u64(o, "bus_queue_paused", "queue", q[i].name, NULL,
+			   NULL, q[i].paused ? 1 : 0);
 	free(q);
 	return 0;
 }
@@ -128,8 +129,8 @@ static int render_store(struct out *o, bus *b)
 /* One counter family over every worker: the field at `offset` of its
  * stats. */
 static void worker_counter(struct out *o, const char *name, const char *help,
-			   const bus_worker *const *w, const bus_worker_stats *st,
-			   size_t n, size_t offset)
+			   const bus_worker *const *w,
+			   const bus_worker_stats *st, size_t n, size_t offset)
 {
 	header(o, name, "counter", help);
 	for (size_t i = 0; i < n; i++)
@@ -137,8 +138,7 @@ static void worker_counter(struct out *o, const char *name, const char *help,
 			   *(const uint64_t *)((const char *)&st[i] + offset));
 }
 
-static int render_workers(struct out *o, const bus_worker *const *w,
-			  size_t n)
+static int render_workers(struct out *o, const bus_worker *const *w, size_t n)
 {
 	bus_worker_stats *st = calloc(n, sizeof *st);
 	if (st == NULL)
@@ -152,13 +152,13 @@ static int render_workers(struct out *o, const bus_worker *const *w,
 		const char *outcome;
 		size_t offset;
 	} outcomes[] = {
-		{ "completed", offsetof(bus_worker_stats, completed) },
-		{ "retried", offsetof(bus_worker_stats, retried) },
-		{ "discarded", offsetof(bus_worker_stats, discarded) },
-		{ "snoozed", offsetof(bus_worker_stats, snoozed) },
-		{ "cancelled", offsetof(bus_worker_stats, cancelled) },
-		{ "given_back", offsetof(bus_worker_stats, given_back) },
-		{ "lost", offsetof(bus_worker_stats, lost) },
+	    {"completed", offsetof(bus_worker_stats, completed)},
+	    {"retried", offsetof(bus_worker_stats, retried)},
+	    {"discarded", offsetof(bus_worker_stats, discarded)},
+	    {"snoozed", offsetof(bus_worker_stats, snoozed)},
+	    {"cancelled", offsetof(bus_worker_stats, cancelled)},
+	    {"given_back", offsetof(bus_worker_stats, given_back)},
+	    {"lost", offsetof(bus_worker_stats, lost)},
 	};
 	header(o, "bus_worker_outcomes_total", "counter",
 	       "Outcomes the worker recorded, by kind (lost: the job was no "
@@ -180,12 +180,12 @@ static int render_workers(struct out *o, const bus_worker *const *w,
 			   NULL, st[i].running);
 	free(st);
 
-	static const char *const names[] = { "bus_worker_claim_duration_seconds",
-					     "bus_worker_finish_duration_seconds" };
+	static const char *const names[] = {
+	    "bus_worker_claim_duration_seconds",
+	    "bus_worker_finish_duration_seconds"};
 	static const char *const helps[] = {
-		"Time spent in the store's claim calls.",
-		"Time spent writing batches of outcomes to the store."
-	};
+	    "Time spent in the store's claim calls.",
+	    "Time spent writing batches of outcomes to the store."};
 	for (int k = 0; k < 2; k++) {
 		char sum[64], count[64];
 		snprintf(sum, sizeof sum, "%s_sum", names[k]);
@@ -198,7 +198,8 @@ static int render_workers(struct out *o, const bus_worker *const *w,
 			uint64_t calls = atomic_load(k ? &x->stats.finishes
 						       : &x->stats.claims);
 			sample_seconds(o, sum, "node", x->node, ns);
-			sample_u64(o, count, "node", x->node, NULL, NULL, calls);
+			sample_u64(o, count, "node", x->node, NULL, NULL,
+				   calls);
 		}
 	}
 	return 0;
@@ -233,7 +234,7 @@ static int handler_row(const char *handler, const bus_metrics_stats *s,
 
 static void render_handlers(struct out *o, const bus_metrics *m)
 {
-	struct handler_rows r = { o, 0 };
+	struct handler_rows r = {o, 0};
 	header(o, "bus_handler_calls_total", "counter",
 	       "Handler calls counted by bus_middleware_metrics.");
 	bus_metrics_foreach(m, handler_row, &r);
@@ -265,17 +266,19 @@ int bus_metrics_render(char *buf, size_t size, size_t *len,
 				      opts->version,
 				      BUS_METRICS_RENDER_OPTS_VERSION);
 	if (opts->n_workers > 0 && opts->workers == NULL)
-		return bus__error_set(BUS_EINVAL,
-				      "bus_metrics_render: n_workers is %zu but "
-				      "workers is NULL",
-				      opts->n_workers);
+		return bus__error_set(
+		    BUS_EINVAL,
+		    "bus_metrics_render: n_workers is %zu but "
+		    "workers is NULL",
+		    opts->n_workers);
 	for (size_t i = 0; i < opts->n_workers; i++)
 		if (opts->workers[i] == NULL)
-			return bus__error_set(BUS_EINVAL,
-					      "bus_metrics_render: workers[%zu] "
-					      "is NULL",
-					      i);
-	struct out o = { buf, size, 0 };
+			return bus__error_set(
+			    BUS_EINVAL,
+			    "bus_metrics_render: workers[%zu] "
+			    "is NULL",
+			    i);
+	struct out o = {buf, size, 0};
 	int rc = 0;
 	if (opts->bus != NULL)
 		rc = render_store(&o, opts->bus);

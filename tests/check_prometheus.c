@@ -35,14 +35,15 @@ START_TEST(store_counts_and_paused_flags)
 	char *text = render(&ro, &len);
 	ck_assert_ptr_nonnull(strstr(text, "# TYPE bus_jobs gauge\n"));
 	ck_assert_ptr_nonnull(strstr(
-		text, "bus_jobs{queue=\"q\\\"1\\\\\",state=\"available\"} 2\n"));
+	    text, "bus_jobs{queue=\"q\\\"1\\\\\",state=\"available\"} 2\n"));
 	ck_assert_ptr_nonnull(
-		strstr(text, "bus_jobs{queue=\"other\",state=\"scheduled\"} 1\n"));
+	    strstr(text, "bus_jobs{queue=\"other\",state=\"scheduled\"} 1\n"));
 	ck_assert_ptr_nonnull(
-		strstr(text, "bus_jobs{queue=\"other\",state=\"discarded\"} 0\n"));
-	ck_assert_ptr_nonnull(strstr(text, "bus_queue_paused{queue=\"other\"} 1\n"));
+	    strstr(text, "bus_jobs{queue=\"other\",state=\"discarded\"} 0\n"));
 	ck_assert_ptr_nonnull(
-		strstr(text, "bus_queue_paused{queue=\"q\\\"1\\\\\"} 0\n"));
+	    strstr(text, "bus_queue_paused{queue=\"other\"} 1\n"));
+	ck_assert_ptr_nonnull(
+	    strstr(text, "bus_queue_paused{queue=\"q\\\"1\\\\\"} 0\n"));
 	ck_assert_int_eq(text[len - 1], '\n');
 
 	/* Too small a buffer: cut, NUL-terminated, the full length told. */
@@ -80,10 +81,11 @@ START_TEST(worker_and_handler_counters)
 	atomic_int runs = 0;
 	bus_handler_opts h = BUS_HANDLER_OPTS_INIT;
 	h.durable = 1;
-	ck_assert_int_eq(bus_handle_command(b, "work.it", ok_handler, &runs, &h),
-			 0);
+	ck_assert_int_eq(
+	    bus_handle_command(b, "work.it", ok_handler, &runs, &h), 0);
 	for (int i = 0; i < 5; i++)
-		ck_assert_int_eq(bus_enqueue(NULL, b, "work.it", "{}", NULL), 0);
+		ck_assert_int_eq(bus_enqueue(NULL, b, "work.it", "{}", NULL),
+				 0);
 	bus_worker_opts wo = BUS_WORKER_OPTS_INIT;
 	wo.node = "node\"a";
 	wo.poll_interval_ms = 5;
@@ -100,7 +102,7 @@ START_TEST(worker_and_handler_counters)
 	}
 	ck_assert_uint_eq(st.completed, 5);
 
-	const bus_worker *ws[] = { w };
+	const bus_worker *ws[] = {w};
 	bus_metrics_render_opts ro = BUS_METRICS_RENDER_OPTS_INIT;
 	ro.workers = ws;
 	ro.n_workers = 1;
@@ -109,22 +111,24 @@ START_TEST(worker_and_handler_counters)
 	char *text = render(&ro, &len);
 	ck_assert_ptr_null(strstr(text, "bus_jobs")); /* no bus given */
 	ck_assert_ptr_nonnull(
-		strstr(text, "bus_worker_claimed_total{node=\"node\\\"a\"} 5\n"));
-	ck_assert_ptr_nonnull(strstr(text, "bus_worker_outcomes_total{node="
-					   "\"node\\\"a\",outcome=\"completed\"}"
-					   " 5\n"));
+	    strstr(text, "bus_worker_claimed_total{node=\"node\\\"a\"} 5\n"));
+	ck_assert_ptr_nonnull(strstr(text,
+				     "bus_worker_outcomes_total{node="
+				     "\"node\\\"a\",outcome=\"completed\"}"
+				     " 5\n"));
+	ck_assert_ptr_nonnull(
+	    strstr(text, "# TYPE bus_worker_claim_duration_seconds summary\n"));
+	ck_assert_ptr_nonnull(
+	    strstr(text, "bus_worker_claim_duration_seconds_sum{node="));
+	ck_assert_ptr_nonnull(
+	    strstr(text, "bus_worker_finish_duration_seconds_count{node="));
+	ck_assert_ptr_nonnull(
+	    strstr(text, "bus_handler_calls_total{handler=\"work.it\"} 5\n"));
 	ck_assert_ptr_nonnull(strstr(
-		text, "# TYPE bus_worker_claim_duration_seconds summary\n"));
-	ck_assert_ptr_nonnull(
-		strstr(text, "bus_worker_claim_duration_seconds_sum{node="));
-	ck_assert_ptr_nonnull(
-		strstr(text, "bus_worker_finish_duration_seconds_count{node="));
-	ck_assert_ptr_nonnull(
-		strstr(text, "bus_handler_calls_total{handler=\"work.it\"} 5\n"));
-	ck_assert_ptr_nonnull(
-		strstr(text, "bus_handler_failures_total{handler=\"work.it\"} 0\n"));
+	    text, "bus_handler_failures_total{handler=\"work.it\"} 0\n"));
 	ck_assert_ptr_nonnull(strstr(
-		text, "bus_handler_duration_seconds_count{handler=\"work.it\"} 5\n"));
+	    text,
+	    "bus_handler_duration_seconds_count{handler=\"work.it\"} 5\n"));
 	free(text);
 	bus_worker_free(w);
 	bus_close(b);

@@ -49,9 +49,10 @@ int cli_parse(struct cli *c, const char *cmd, int argc, char **argv,
 		}
 		if (a[1] != '-') {
 			char shown[512];
-			return cli_usage("unknown option '%s' for 'bus %s' (see "
-					 "'bus --help')",
-					 cli_redact(a, shown, sizeof shown), cmd);
+			return cli_usage(
+			    "unknown option '%s' for 'bus %s' (see "
+			    "'bus --help')",
+			    cli_redact(a, shown, sizeof shown), cmd);
 		}
 		const char *name = a + 2;
 		const char *eq = strchr(name, '=');
@@ -101,10 +102,9 @@ int cli_duration_ms(int64_t *out, const char *opt, const char *text)
 	static const struct {
 		const char *suffix;
 		int64_t ms;
-	} units[] = { { "ms", 1 },	   { "s", 1000 },
-		      { "m", 60000 },	   { "h", 3600000 },
-		      { "d", 86400000 },   { "w", 7 * 86400000LL },
-		      { "", 1000 } };
+	} units[] = {{"ms", 1},	     {"s", 1000},     {"m", 60000},
+		     {"h", 3600000}, {"d", 86400000}, {"w", 7 * 86400000LL},
+		     {"", 1000}};
 	errno = 0;
 	char *end;
 	double v = strtod(text, &end);

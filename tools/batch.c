@@ -66,8 +66,8 @@ static int split(char *line, char **words, int max)
 int cmd_batch(struct cli *c, int argc, char **argv)
 {
 	int keep_going = 0;
-	const struct cli_opt opts[] = { { "keep-going", OPT_FLAG, &keep_going },
-					{ NULL, 0, NULL } };
+	const struct cli_opt opts[] = {{"keep-going", OPT_FLAG, &keep_going},
+				       {NULL, 0, NULL}};
 	char *pos[argc + 1];
 	int npos, rc = cli_parse(c, "batch", argc, argv, opts, pos, &npos);
 	if (rc != 0)

@@ -18,20 +18,20 @@ struct cJSON;
 /* Exit statuses, documented in bus(1) and `bus --help`. */
 enum cli_exit {
 	CLI_OK = 0,
-	CLI_FAILED = 1,      /* the operation failed (store error, ...) */
-	CLI_USAGE = 2,       /* unknown command or option, bad argument */
+	CLI_FAILED = 1,	     /* the operation failed (store error, ...) */
+	CLI_USAGE = 2,	     /* unknown command or option, bad argument */
 	CLI_BAD_URL = 3,     /* malformed URL, or no store for its scheme */
 	CLI_UNREACHABLE = 4, /* the store's server cannot be reached */
-	CLI_SCHEMA = 5,      /* the schema is missing or old: bus migrate */
+	CLI_SCHEMA = 5,	     /* the schema is missing or old: bus migrate */
 	CLI_NOT_FOUND = 6,   /* no job with that id */
 	CLI_BAD_JSON = 7,    /* a payload (or other JSON) that does not parse */
-	CLI_STATE = 8,       /* the job's state forbids it (retry a running job) */
+	CLI_STATE = 8, /* the job's state forbids it (retry a running job) */
 };
 
 struct cli {
 	const char *url; /* --url, else $BUS_URL, else memory: */
-	int json;        /* --json */
-	bus *b;          /* opened on first use by cli_bus; kept for `batch` */
+	int json;	 /* --json */
+	bus *b;		 /* opened on first use by cli_bus; kept for `batch` */
 };
 
 /* The bus, opened on first use. On failure prints one line and returns
@@ -47,7 +47,7 @@ int cli_exit_for(int rc);
 int cli_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Prints "bus: <message>" and returns `code`. */
 int cli_error(int code, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 
 /* ---- Option parsing ---- */
 
@@ -126,8 +126,8 @@ void cli_signals_restore(void);
 /* exec.c: runs a job with `command` (through /bin/sh -c). */
 struct exec_opts {
 	const char *command;
-	int64_t timeout_ms;  /* for jobs without their own; 0: none */
-	size_t stderr_tail;  /* bytes of stderr kept as the error */
+	int64_t timeout_ms; /* for jobs without their own; 0: none */
+	size_t stderr_tail; /* bytes of stderr kept as the error */
 };
 int exec_job_handler(bus_ctx *ctx, void *udata); /* udata: exec_opts */
 

@@ -53,14 +53,14 @@ static int parse_unique(bus_unique_opts *u, const char ***keys,
 		const char *name;
 		unsigned bit;
 	} fields[] = {
-		{ "payload", BUS_UNIQUE_PAYLOAD },
-		{ "queue", BUS_UNIQUE_QUEUE },
-		{ "priority", BUS_UNIQUE_PRIORITY },
-		{ "max-attempts", BUS_UNIQUE_MAX_ATTEMPTS },
-		{ "timeout", BUS_UNIQUE_TIMEOUT },
-		{ "tags", BUS_UNIQUE_TAGS },
-		{ "meta", BUS_UNIQUE_META },
-		{ "kind", 0 },
+	    {"payload", BUS_UNIQUE_PAYLOAD},
+	    {"queue", BUS_UNIQUE_QUEUE},
+	    {"priority", BUS_UNIQUE_PRIORITY},
+	    {"max-attempts", BUS_UNIQUE_MAX_ATTEMPTS},
+	    {"timeout", BUS_UNIQUE_TIMEOUT},
+	    {"tags", BUS_UNIQUE_TAGS},
+	    {"meta", BUS_UNIQUE_META},
+	    {"kind", 0},
 	};
 	char *copy = strdup(text);
 	if (copy == NULL)
@@ -106,18 +106,18 @@ int cmd_enqueue(struct cli *c, int argc, char **argv)
 		   *unique_by = NULL, *unique_for = NULL, *unique_states = NULL,
 		   *handler = NULL;
 	const struct cli_opt opts[] = {
-		{ "queue", OPT_STRING, &queue },
-		{ "priority", OPT_STRING, &priority },
-		{ "max-attempts", OPT_STRING, &attempts },
-		{ "timeout", OPT_STRING, &timeout },
-		{ "run-in", OPT_STRING, &run_in },
-		{ "tags", OPT_STRING, &tags },
-		{ "meta", OPT_STRING, &meta },
-		{ "unique-by", OPT_STRING, &unique_by },
-		{ "unique-for", OPT_STRING, &unique_for },
-		{ "unique-states", OPT_STRING, &unique_states },
-		{ "handler", OPT_STRING, &handler },
-		{ NULL, 0, NULL },
+	    {"queue", OPT_STRING, &queue},
+	    {"priority", OPT_STRING, &priority},
+	    {"max-attempts", OPT_STRING, &attempts},
+	    {"timeout", OPT_STRING, &timeout},
+	    {"run-in", OPT_STRING, &run_in},
+	    {"tags", OPT_STRING, &tags},
+	    {"meta", OPT_STRING, &meta},
+	    {"unique-by", OPT_STRING, &unique_by},
+	    {"unique-for", OPT_STRING, &unique_for},
+	    {"unique-states", OPT_STRING, &unique_states},
+	    {"handler", OPT_STRING, &handler},
+	    {NULL, 0, NULL},
 	};
 	char *pos[argc + 1];
 	int npos, rc = cli_parse(c, "enqueue", argc, argv, opts, pos, &npos);
@@ -137,9 +137,8 @@ int cmd_enqueue(struct cli *c, int argc, char **argv)
 		return rc;
 	if (priority != NULL)
 		o.priority = (int)v;
-	if (attempts != NULL &&
-	    (rc = cli_int(&v, "--max-attempts", attempts, 1,
-			  BUS_MAX_ATTEMPTS_MAX)) != 0)
+	if (attempts != NULL && (rc = cli_int(&v, "--max-attempts", attempts, 1,
+					      BUS_MAX_ATTEMPTS_MAX)) != 0)
 		return rc;
 	if (attempts != NULL)
 		o.max_attempts = (int)v;
@@ -163,7 +162,8 @@ int cmd_enqueue(struct cli *c, int argc, char **argv)
 			goto out;
 		int64_t ms = 0;
 		if (unique_for != NULL &&
-		    (rc = cli_duration_ms(&ms, "--unique-for", unique_for)) != 0)
+		    (rc = cli_duration_ms(&ms, "--unique-for", unique_for)) !=
+			0)
 			goto out;
 		u.period_s = ms / 1000;
 		if (unique_for != NULL && u.period_s == 0) {
@@ -191,14 +191,15 @@ int cmd_enqueue(struct cli *c, int argc, char **argv)
 	if (b == NULL)
 		goto out_payload;
 	bus_enqueue_result res;
-	int brc = handler ? bus_enqueue_to(&res, b, pos[0], handler, payload, &o)
-			  : bus_enqueue(&res, b, pos[0], payload, &o);
+	int brc = handler
+		      ? bus_enqueue_to(&res, b, pos[0], handler, payload, &o)
+		      : bus_enqueue(&res, b, pos[0], payload, &o);
 	if (brc != 0) {
 		rc = cli_fail(brc, "enqueue");
 		goto out_payload;
 	}
-	static const char *const status[] = { "inserted", "replaced",
-					      "duplicate" };
+	static const char *const status[] = {"inserted", "replaced",
+					     "duplicate"};
 	if (c->json) {
 		cJSON *j = cJSON_CreateObject();
 		cJSON_AddNumberToObject(j, "id", (double)res.id);

@@ -29,9 +29,9 @@ static int jobs_list(struct cli *c, int argc, char **argv)
 	const char *state = NULL, *queue = NULL, *kind = NULL, *limit = NULL,
 		   *after = NULL;
 	const struct cli_opt opts[] = {
-		{ "state", OPT_STRING, &state }, { "queue", OPT_STRING, &queue },
-		{ "kind", OPT_STRING, &kind },	 { "limit", OPT_STRING, &limit },
-		{ "after", OPT_STRING, &after }, { NULL, 0, NULL },
+	    {"state", OPT_STRING, &state}, {"queue", OPT_STRING, &queue},
+	    {"kind", OPT_STRING, &kind},   {"limit", OPT_STRING, &limit},
+	    {"after", OPT_STRING, &after}, {NULL, 0, NULL},
 	};
 	char *pos[argc + 1];
 	int npos, rc = cli_parse(c, "jobs list", argc, argv, opts, pos, &npos);
@@ -84,7 +84,8 @@ static int jobs_list(struct cli *c, int argc, char **argv)
 		if (err[0] != '\0')
 			printf("%-8lld %-10s %-16s %-24s %-7s %-8d %-27s %s\n",
 			       (long long)j->id, bus_job_state_name(j->state),
-			       j->queue, j->kind, attempt, j->priority, at, err);
+			       j->queue, j->kind, attempt, j->priority, at,
+			       err);
 		else
 			printf("%-8lld %-10s %-16s %-24s %-7s %-8d %s\n",
 			       (long long)j->id, bus_job_state_name(j->state),
@@ -92,8 +93,9 @@ static int jobs_list(struct cli *c, int argc, char **argv)
 	}
 	/* A full page may not be all: say how to see the next one. */
 	if (n > 0 && n == f.limit)
-		fprintf(stderr, "bus: %zu jobs shown; the next ones with --after "
-				"%lld\n",
+		fprintf(stderr,
+			"bus: %zu jobs shown; the next ones with --after "
+			"%lld\n",
 			n, (long long)jobs[n - 1].id);
 	bus_job_list_free(jobs, n);
 	return CLI_OK;
@@ -205,9 +207,8 @@ static int jobs_show(struct cli *c, int argc, char **argv)
 }
 
 enum job_action { ACT_RETRY, ACT_CANCEL, ACT_DELETE };
-static const char *const action_name[] = { "retry", "cancel", "delete" };
-static const char *const action_done[] = { "retried", "cancelled",
-					   "deleted" };
+static const char *const action_name[] = {"retry", "cancel", "delete"};
+static const char *const action_done[] = {"retried", "cancelled", "deleted"};
 
 static int act(bus *b, enum job_action a, int64_t id)
 {
@@ -268,9 +269,11 @@ static int jobs_act(struct cli *c, enum job_action a, int argc, char **argv)
 	int all = 0;
 	const char *state = NULL, *queue = NULL, *kind = NULL;
 	const struct cli_opt opts[] = {
-		{ "all", OPT_FLAG, &all },	 { "state", OPT_STRING, &state },
-		{ "queue", OPT_STRING, &queue }, { "kind", OPT_STRING, &kind },
-		{ NULL, 0, NULL },
+	    {"all", OPT_FLAG, &all},
+	    {"state", OPT_STRING, &state},
+	    {"queue", OPT_STRING, &queue},
+	    {"kind", OPT_STRING, &kind},
+	    {NULL, 0, NULL},
 	};
 	char cmd[32];
 	snprintf(cmd, sizeof cmd, "jobs %s", action_name[a]);
@@ -322,11 +325,10 @@ static int jobs_act(struct cli *c, enum job_action a, int argc, char **argv)
 	for (int i = 0; i < npos; i++) {
 		int brc = act(b, a, ids[i]);
 		int code = brc == 0 ? CLI_OK
-				    : brc == BUS_ENOTFOUND
-					      ? cli_error(CLI_NOT_FOUND,
-							  "no job with id %lld",
-							  (long long)ids[i])
-					      : cli_fail(brc, action_name[a]);
+			   : brc == BUS_ENOTFOUND
+			       ? cli_error(CLI_NOT_FOUND, "no job with id %lld",
+					   (long long)ids[i])
+			       : cli_fail(brc, action_name[a]);
 		if (first == CLI_OK)
 			first = code;
 		if (out != NULL) {
@@ -334,8 +336,8 @@ static int jobs_act(struct cli *c, enum job_action a, int argc, char **argv)
 			cJSON_AddNumberToObject(o, "id", (double)ids[i]);
 			cJSON_AddBoolToObject(o, "ok", brc == 0);
 			if (brc != 0)
-				cJSON_AddStringToObject(o, "error",
-							bus_error_last()->message);
+				cJSON_AddStringToObject(
+				    o, "error", bus_error_last()->message);
 			cJSON_AddItemToArray(out, o);
 		} else if (brc == 0) {
 			printf("job %lld %s\n", (long long)ids[i],
@@ -351,8 +353,9 @@ static int jobs_act(struct cli *c, enum job_action a, int argc, char **argv)
 int cmd_jobs(struct cli *c, int argc, char **argv)
 {
 	if (argc == 0)
-		return cli_usage("usage: bus jobs list|show|retry|cancel|delete "
-				 "...");
+		return cli_usage(
+		    "usage: bus jobs list|show|retry|cancel|delete "
+		    "...");
 	const char *sub = argv[0];
 	if (strcmp(sub, "list") == 0)
 		return jobs_list(c, argc - 1, argv + 1);

@@ -23,7 +23,8 @@ int metrics_text(char **text, size_t *len, bus *b, bus_worker *const *w,
 		if (buf == NULL) {
 			free(*text);
 			*text = NULL;
-			cli_error(CLI_FAILED, "out of memory rendering metrics");
+			cli_error(CLI_FAILED,
+				  "out of memory rendering metrics");
 			return BUS_ENOMEM;
 		}
 		*text = buf;
@@ -48,9 +49,9 @@ int cmd_metrics(struct cli *c, int argc, char **argv)
 {
 	const char *listen = NULL;
 	int print = 0;
-	const struct cli_opt opts[] = { { "listen", OPT_STRING, &listen },
-					{ "print", OPT_FLAG, &print },
-					{ NULL, 0, NULL } };
+	const struct cli_opt opts[] = {{"listen", OPT_STRING, &listen},
+				       {"print", OPT_FLAG, &print},
+				       {NULL, 0, NULL}};
 	char *pos[argc + 1];
 	int npos, rc = cli_parse(c, "metrics", argc, argv, opts, pos, &npos);
 	if (rc != 0)

@@ -7,8 +7,8 @@
 int cmd_migrate(struct cli *c, int argc, char **argv)
 {
 	int check = 0;
-	const struct cli_opt opts[] = { { "check", OPT_FLAG, &check },
-					{ NULL, 0, NULL } };
+	const struct cli_opt opts[] = {{"check", OPT_FLAG, &check},
+				       {NULL, 0, NULL}};
 	char *pos[argc + 1];
 	int npos, rc = cli_parse(c, "migrate", argc, argv, opts, pos, &npos);
 	if (rc != 0)
@@ -31,8 +31,8 @@ int cmd_migrate(struct cli *c, int argc, char **argv)
 			cJSON *o = cJSON_CreateObject();
 			cJSON_AddBoolToObject(o, "current", brc == 0);
 			if (brc != 0)
-				cJSON_AddStringToObject(o, "error",
-							bus_error_last()->message);
+				cJSON_AddStringToObject(
+				    o, "error", bus_error_last()->message);
 			cli_print_json(o);
 		} else if (brc == 0) {
 			printf("the schema is current\n");

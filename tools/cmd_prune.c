@@ -7,8 +7,8 @@
 int cmd_prune(struct cli *c, int argc, char **argv)
 {
 	const char *older = NULL;
-	const struct cli_opt opts[] = { { "older-than", OPT_STRING, &older },
-					{ NULL, 0, NULL } };
+	const struct cli_opt opts[] = {{"older-than", OPT_STRING, &older},
+				       {NULL, 0, NULL}};
 	char *pos[argc + 1];
 	int npos, rc = cli_parse(c, "prune", argc, argv, opts, pos, &npos);
 	if (rc != 0)

@@ -21,9 +21,9 @@ static int queues_show(struct cli *c, bus *b)
 			cJSON *counts = cJSON_AddObjectToObject(o, "counts");
 			for (int s = 0; s < BUS_JOB_STATE_COUNT; s++)
 				cJSON_AddNumberToObject(
-					counts,
-					bus_job_state_name((bus_job_state)s),
-					(double)q[i].counts[s]);
+				    counts,
+				    bus_job_state_name((bus_job_state)s),
+				    (double)q[i].counts[s]);
 			cJSON_AddItemToArray(a, o);
 		}
 		bus_free(q);
@@ -83,8 +83,8 @@ int cmd_queues(struct cli *c, int argc, char **argv)
 	}
 	if (c->json) {
 		cJSON *o = cJSON_CreateObject();
-		cJSON *a = cJSON_AddArrayToObject(o, pause ? "paused"
-							   : "resumed");
+		cJSON *a =
+		    cJSON_AddArrayToObject(o, pause ? "paused" : "resumed");
 		for (int i = 1; i < npos; i++)
 			cJSON_AddItemToArray(a, cJSON_CreateString(pos[i]));
 		return cli_print_json(o);

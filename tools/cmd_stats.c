@@ -20,7 +20,7 @@ int cmd_stats(struct cli *c, int argc, char **argv)
 	int brc = bus_queue_list(&q, &n, b);
 	if (brc != 0)
 		return cli_fail(brc, "reading counts");
-	long long by_state[BUS_JOB_STATE_COUNT] = { 0 }, total = 0, paused = 0;
+	long long by_state[BUS_JOB_STATE_COUNT] = {0}, total = 0, paused = 0;
 	for (size_t i = 0; i < n; i++) {
 		paused += q[i].paused != 0;
 		for (int s = 0; s < BUS_JOB_STATE_COUNT; s++) {
@@ -34,8 +34,8 @@ int cmd_stats(struct cli *c, int argc, char **argv)
 		cJSON *st = cJSON_AddObjectToObject(o, "states");
 		for (int s = 0; s < BUS_JOB_STATE_COUNT; s++)
 			cJSON_AddNumberToObject(
-				st, bus_job_state_name((bus_job_state)s),
-				(double)by_state[s]);
+			    st, bus_job_state_name((bus_job_state)s),
+			    (double)by_state[s]);
 		cJSON_AddNumberToObject(o, "total", (double)total);
 		cJSON_AddNumberToObject(o, "queues", (double)n);
 		cJSON_AddNumberToObject(o, "paused_queues", (double)paused);

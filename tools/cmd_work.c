@@ -33,19 +33,18 @@ static int log_job(bus_ctx *ctx, bus_next *next, void *udata)
 		fprintf(stderr,
 			"bus work: job %lld %s failed (attempt %d of %d) in "
 			"%.3fs: %s\n",
-			(long long)j->id, j->kind, j->attempt, j->max_attempts, s,
-			bus_ctx_error(ctx) ? bus_ctx_error(ctx) : "failed");
+			(long long)j->id, j->kind, j->attempt, j->max_attempts,
+			s, bus_ctx_error(ctx) ? bus_ctx_error(ctx) : "failed");
 	return rc;
 }
 
-static int parse_queues(bus_worker_queue **out, size_t *n,
-			const char **specs)
+static int parse_queues(bus_worker_queue **out, size_t *n, const char **specs)
 {
 	size_t count = 0;
 	while (specs && specs[count])
 		count++;
 	if (count == 0) {
-		static const char *const def[] = { "default", NULL };
+		static const char *const def[] = {"default", NULL};
 		specs = (const char **)def;
 		count = 1;
 	}
@@ -57,8 +56,8 @@ static int parse_queues(bus_worker_queue **out, size_t *n,
 		q[i].concurrency = 1;
 		if (colon != NULL) {
 			long long v;
-			int rc = cli_int(&v, "--queue concurrency", colon + 1, 1,
-					 1000);
+			int rc = cli_int(&v, "--queue concurrency", colon + 1,
+					 1, 1000);
 			if (rc != 0) {
 				free(q);
 				return rc;
@@ -166,17 +165,17 @@ int cmd_work(struct cli *c, int argc, char **argv)
 	const char **queues = NULL;
 	int drain = 0, quiet = 0;
 	const struct cli_opt opts[] = {
-		{ "exec", OPT_STRING, &command },
-		{ "queue", OPT_LIST, &queues },
-		{ "timeout", OPT_STRING, &timeout },
-		{ "grace", OPT_STRING, &grace },
-		{ "poll", OPT_STRING, &poll_every },
-		{ "node", OPT_STRING, &node },
-		{ "metrics", OPT_STRING, &metrics },
-		{ "stderr-tail", OPT_STRING, &tail },
-		{ "drain", OPT_FLAG, &drain },
-		{ "quiet", OPT_FLAG, &quiet },
-		{ NULL, 0, NULL },
+	    {"exec", OPT_STRING, &command},
+	    {"queue", OPT_LIST, &queues},
+	    {"timeout", OPT_STRING, &timeout},
+	    {"grace", OPT_STRING, &grace},
+	    {"poll", OPT_STRING, &poll_every},
+	    {"node", OPT_STRING, &node},
+	    {"metrics", OPT_STRING, &metrics},
+	    {"stderr-tail", OPT_STRING, &tail},
+	    {"drain", OPT_FLAG, &drain},
+	    {"quiet", OPT_FLAG, &quiet},
+	    {NULL, 0, NULL},
 	};
 	char *pos[argc + 1];
 	bus_worker_queue *wq = NULL;
@@ -184,7 +183,7 @@ int cmd_work(struct cli *c, int argc, char **argv)
 	/* Static: the any-job handler registered on a `batch` bus keeps
 	 * pointing here across several `work` commands. */
 	static struct exec_opts eo;
-	eo = (struct exec_opts){ NULL, 0, 2048 };
+	eo = (struct exec_opts){NULL, 0, 2048};
 	bus_worker_opts wo = BUS_WORKER_OPTS_INIT;
 	int npos, rc = cli_parse(c, "work", argc, argv, opts, pos, &npos);
 	if (rc != 0)
@@ -201,8 +200,10 @@ int cmd_work(struct cli *c, int argc, char **argv)
 		goto out;
 	}
 	eo.command = command;
-	if ((timeout && cli_duration_ms(&eo.timeout_ms, "--timeout", timeout)) ||
-	    (grace && cli_duration_ms(&wo.shutdown_grace_ms, "--grace", grace)) ||
+	if ((timeout &&
+	     cli_duration_ms(&eo.timeout_ms, "--timeout", timeout)) ||
+	    (grace &&
+	     cli_duration_ms(&wo.shutdown_grace_ms, "--grace", grace)) ||
 	    (poll_every &&
 	     cli_duration_ms(&wo.poll_interval_ms, "--poll", poll_every)))
 		goto out;
@@ -254,7 +255,7 @@ int cmd_work(struct cli *c, int argc, char **argv)
 		rc = cli_fail(brc, "work");
 		goto out;
 	}
-	struct metrics_thread mt = { NULL, b, w, { -1, -1 }, 0 };
+	struct metrics_thread mt = {NULL, b, w, {-1, -1}, 0};
 	if (metrics != NULL) {
 		if ((rc = http_listen(&mt.server, metrics)) != 0) {
 			bus_worker_free(w);
@@ -280,12 +281,13 @@ int cmd_work(struct cli *c, int argc, char **argv)
 		goto stop;
 	}
 	if (!quiet)
-		fprintf(stderr, "bus work: serving %zu queue%s; SIGTERM stops "
-				"gracefully\n",
+		fprintf(stderr,
+			"bus work: serving %zu queue%s; SIGTERM stops "
+			"gracefully\n",
 			nq, nq == 1 ? "" : "s");
 	rc = CLI_OK;
 	for (;;) {
-		struct pollfd p = { sig_fd, POLLIN, 0 };
+		struct pollfd p = {sig_fd, POLLIN, 0};
 		poll(&p, 1, drain ? 100 : 1000);
 		if ((sig = cli_signal_seen()) != 0)
 			break;
@@ -304,9 +306,9 @@ int cmd_work(struct cli *c, int argc, char **argv)
 			"bus work: %s: stopping; running jobs may finish "
 			"within the grace period\n",
 			sig == SIGINT ? "SIGINT" : "SIGTERM");
-	if ((brc = bus_worker_stop(w, wo.shutdown_grace_ms
-					     ? wo.shutdown_grace_ms
-					     : 30000)) != 0 &&
+	if ((brc =
+		 bus_worker_stop(w, wo.shutdown_grace_ms ? wo.shutdown_grace_ms
+							 : 30000)) != 0 &&
 	    rc == CLI_OK)
 		rc = cli_fail(brc, "stopping the worker");
 stop:

@@ -43,7 +43,7 @@ static int64_t mono_ms(void)
 struct tail {
 	char *buf;
 	size_t cap, len, start; /* ring: len bytes from start */
-	int cut;                /* bytes were dropped at the front */
+	int cut;		/* bytes were dropped at the front */
 };
 
 static void tail_add(struct tail *t, const char *p, size_t n)
@@ -80,10 +80,11 @@ static char *tail_text(const struct tail *t)
 	}
 	for (size_t i = 0; i < t->len;) {
 		unsigned char ch = (unsigned char)raw[i];
-		size_t n = ch < 0x80 ? 1 : ch >= 0xc2 && ch < 0xe0 ? 2
-				       : ch >= 0xe0 && ch < 0xf0   ? 3
-				       : ch >= 0xf0 && ch < 0xf5   ? 4
-								   : 0;
+		size_t n = ch < 0x80		     ? 1
+			   : ch >= 0xc2 && ch < 0xe0 ? 2
+			   : ch >= 0xe0 && ch < 0xf0 ? 3
+			   : ch >= 0xf0 && ch < 0xf5 ? 4
+						     : 0;
 		int ok = n > 0 && i + n <= t->len;
 		for (size_t k = 1; ok && k < n; k++)
 			ok = ((unsigned char)raw[i + k] & 0xc0) == 0x80;
@@ -180,9 +181,9 @@ static int spawn(pid_t *pid, const char *command, char **env, int in_fd,
 	posix_spawnattr_setsigmask(&attr, &none);
 	posix_spawnattr_setsigdefault(&attr, &dflt);
 	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP |
-						POSIX_SPAWN_SETSIGMASK |
-						POSIX_SPAWN_SETSIGDEF);
-	char *argv[] = { "sh", "-c", (char *)command, NULL };
+					    POSIX_SPAWN_SETSIGMASK |
+					    POSIX_SPAWN_SETSIGDEF);
+	char *argv[] = {"sh", "-c", (char *)command, NULL};
 	int rc = posix_spawn(pid, "/bin/sh", &fa, &attr, argv, env);
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&attr);
@@ -226,9 +227,9 @@ static void supervise(struct run *r, int64_t deadline_ms)
 		struct pollfd p[2];
 		int n = 0;
 		if (r->err_fd >= 0)
-			p[n++] = (struct pollfd){ r->err_fd, POLLIN, 0 };
+			p[n++] = (struct pollfd){r->err_fd, POLLIN, 0};
 		if (r->in_fd >= 0)
-			p[n++] = (struct pollfd){ r->in_fd, POLLOUT, 0 };
+			p[n++] = (struct pollfd){r->in_fd, POLLOUT, 0};
 		int wait = TICK_MS;
 		if (n == 0) {
 			if (idle_ms < wait)
@@ -248,15 +249,15 @@ static void supervise(struct run *r, int64_t deadline_ms)
 				ssize_t got = read(r->err_fd, buf, sizeof buf);
 				if (got > 0) {
 					tail_add(&r->tail, buf, (size_t)got);
-				} else if (got == 0 ||
-					   (errno != EINTR && errno != EAGAIN)) {
+				} else if (got == 0 || (errno != EINTR &&
+							errno != EAGAIN)) {
 					close(r->err_fd);
 					r->err_fd = -1;
 				}
 			} else if (p[i].fd == r->in_fd && p[i].revents) {
-				ssize_t put = write(r->in_fd,
-						    r->payload + r->written,
-						    r->payload_len - r->written);
+				ssize_t put =
+				    write(r->in_fd, r->payload + r->written,
+					  r->payload_len - r->written);
 				if (put > 0)
 					r->written += (size_t)put;
 				/* EPIPE: it does not read its payload, which
@@ -285,10 +286,10 @@ static void supervise(struct run *r, int64_t deadline_ms)
 	/* Whatever it wrote last, unless a process it left behind keeps the
 	 * pipe open. */
 	while (r->err_fd >= 0) {
-		struct pollfd p = { r->err_fd, POLLIN, 0 };
+		struct pollfd p = {r->err_fd, POLLIN, 0};
 		char buf[4096];
-		ssize_t got = poll(&p, 1, 0) > 0 ? read(r->err_fd, buf, sizeof buf)
-						 : 0;
+		ssize_t got =
+		    poll(&p, 1, 0) > 0 ? read(r->err_fd, buf, sizeof buf) : 0;
 		if (got > 0) {
 			tail_add(&r->tail, buf, (size_t)got);
 			continue;
@@ -310,10 +311,11 @@ static int outcome(struct run *r, const bus_job *job, int64_t timeout_ms)
 				  "process group%s%s",
 				  (double)timeout_ms / 1000.0, sep, text);
 	else if (r->killed_for == 2)
-		rc = bus_ctx_fail(r->ctx,
-				  "stopped: the job was cancelled or its worker "
-				  "is stopping%s%s",
-				  sep, text);
+		rc =
+		    bus_ctx_fail(r->ctx,
+				 "stopped: the job was cancelled or its worker "
+				 "is stopping%s%s",
+				 sep, text);
 	else if (WIFEXITED(r->status) && WEXITSTATUS(r->status) == 0)
 		rc = 0;
 	else if (WIFEXITED(r->status))
@@ -333,12 +335,13 @@ int exec_job_handler(bus_ctx *ctx, void *udata)
 	const struct exec_opts *o = udata;
 	const bus_job *job = bus_ctx_job(ctx);
 	if (job == NULL)
-		return bus_ctx_fail(ctx, "bus work --exec runs stored jobs only");
-	int64_t timeout_ms = job->timeout_ms > 0 ? job->timeout_ms
-						 : o->timeout_ms;
+		return bus_ctx_fail(ctx,
+				    "bus work --exec runs stored jobs only");
+	int64_t timeout_ms =
+	    job->timeout_ms > 0 ? job->timeout_ms : o->timeout_ms;
 	int64_t deadline = timeout_ms > 0 ? mono_ms() + timeout_ms : 0;
 
-	struct run r = { .o = o, .ctx = ctx, .in_fd = -1, .err_fd = -1 };
+	struct run r = {.o = o, .ctx = ctx, .in_fd = -1, .err_fd = -1};
 	r.payload = job->payload ? job->payload : "null";
 	r.payload_len = strlen(r.payload);
 	r.tail.cap = o->stderr_tail > 0 ? o->stderr_tail : 2048;
@@ -346,14 +349,15 @@ int exec_job_handler(bus_ctx *ctx, void *udata)
 	char **own = NULL;
 	size_t n_own = 0;
 	char **env = job_environment(job, &own, &n_own);
-	int in[2] = { -1, -1 }, err[2] = { -1, -1 };
+	int in[2] = {-1, -1}, err[2] = {-1, -1};
 	int rc;
 	if (r.tail.buf == NULL || env == NULL) {
 		rc = bus_ctx_fail(ctx, "out of memory starting the command");
 		goto out;
 	}
 	if (pipe2(in, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) {
-		rc = bus_ctx_fail(ctx, "cannot make pipes: %s", strerror(errno));
+		rc =
+		    bus_ctx_fail(ctx, "cannot make pipes: %s", strerror(errno));
 		goto out;
 	}
 	int serr = spawn(&r.pid, o->command, env, in[0], err[1]);

@@ -70,8 +70,8 @@ int http_listen(struct http_server **out, const char *addr)
 	int port = 0;
 	if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
 		port = ss.ss_family == AF_INET6
-			       ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
-			       : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+			   ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+			   : ntohs(((struct sockaddr_in *)&ss)->sin_port);
 	struct http_server *s = malloc(sizeof *s);
 	if (s == NULL) {
 		close(fd);
@@ -116,7 +116,7 @@ static void respond(int fd, const char *status, const char *type,
 
 static void answer(int fd, http_render_fn fn, void *udata)
 {
-	struct timeval tv = { 5, 0 };
+	struct timeval tv = {5, 0};
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 	char req[8192];
@@ -137,7 +137,8 @@ static void answer(int fd, http_render_fn fn, void *udata)
 	char method[16], target[1024];
 	if (sscanf(req, "%15s %1023s", method, target) != 2) {
 		static const char m[] = "bad request\n";
-		respond(fd, "400 Bad Request", "text/plain", m, sizeof m - 1, 0);
+		respond(fd, "400 Bad Request", "text/plain", m, sizeof m - 1,
+			0);
 		return;
 	}
 	int head = strcmp(method, "HEAD") == 0;
@@ -151,8 +152,10 @@ static void answer(int fd, http_render_fn fn, void *udata)
 	if (query != NULL)
 		*query = '\0';
 	if (strcmp(target, "/metrics") != 0) {
-		static const char m[] = "not found: the metrics are at /metrics\n";
-		respond(fd, "404 Not Found", "text/plain", m, sizeof m - 1, head);
+		static const char m[] =
+		    "not found: the metrics are at /metrics\n";
+		respond(fd, "404 Not Found", "text/plain", m, sizeof m - 1,
+			head);
 		return;
 	}
 	char *text = NULL;
@@ -176,8 +179,7 @@ int http_serve(struct http_server *s, int stop_fd, http_render_fn fn,
 	       void *udata)
 {
 	for (;;) {
-		struct pollfd p[2] = { { s->fd, POLLIN, 0 },
-				       { stop_fd, POLLIN, 0 } };
+		struct pollfd p[2] = {{s->fd, POLLIN, 0}, {stop_fd, POLLIN, 0}};
 		if (poll(p, 2, -1) < 0) {
 			if (errno == EINTR)
 				continue;

@@ -10,36 +10,38 @@
 #include "cli.h"
 
 static const char usage_text[] =
-	"usage: bus [--url URL] [--json] COMMAND [ARGS]\n"
-	"\n"
-	"The store is --url URL, else $BUS_URL, else memory:.\n"
-	"\n"
-	"commands:\n"
-	"  migrate [--check]               create or update the schema; --check only\n"
-	"                                  tells whether it is current\n"
-	"  enqueue KIND JSON [--queue Q] [--priority N] [--max-attempts N]\n"
-	"          [--timeout DUR] [--run-in DUR] [--tags JSON] [--meta JSON]\n"
-	"          [--unique-by FIELDS] [--unique-for DUR] [--handler NAME]\n"
-	"  jobs list [--state S] [--queue Q] [--kind K] [--limit N] [--after ID]\n"
-	"  jobs show ID\n"
-	"  jobs retry|cancel|delete ID...\n"
-	"  jobs retry|cancel|delete --all --state S [--queue Q] [--kind K]\n"
-	"  queues                          counts per queue and state, paused flag\n"
-	"  queues pause|resume QUEUE...\n"
-	"  prune --older-than DUR          delete jobs finished before then\n"
-	"  stats                           jobs per state, queues\n"
-	"  work --exec CMD [--queue Q[:N]]... [--timeout DUR] [--grace DUR]\n"
-	"       [--drain] [--poll DUR] [--node NAME] [--metrics HOST:PORT]\n"
-	"  metrics --listen HOST:PORT | --print\n"
-	"  batch                           run commands read from stdin, one a\n"
-	"                                  line, on one connection\n"
-	"\n"
-	"DUR is 250ms, 30s, 5m, 12h or 7d (a plain number is seconds).\n"
-	"--json prints JSON instead of tables (read commands).\n"
-	"\n"
-	"exit status: 0 ok, 1 failed, 2 usage, 3 bad URL, 4 store unreachable,\n"
-	"5 schema missing or old, 6 no such job, 7 bad JSON, 8 job state\n"
-	"forbids it. See bus(1).\n";
+    "usage: bus [--url URL] [--json] COMMAND [ARGS]\n"
+    "\n"
+    "The store is --url URL, else $BUS_URL, else memory:.\n"
+    "\n"
+    "commands:\n"
+    "  migrate [--check]               create or update the schema; --check "
+    "only\n"
+    "                                  tells whether it is current\n"
+    "  enqueue KIND JSON [--queue Q] [--priority N] [--max-attempts N]\n"
+    "          [--timeout DUR] [--run-in DUR] [--tags JSON] [--meta JSON]\n"
+    "          [--unique-by FIELDS] [--unique-for DUR] [--handler NAME]\n"
+    "  jobs list [--state S] [--queue Q] [--kind K] [--limit N] [--after ID]\n"
+    "  jobs show ID\n"
+    "  jobs retry|cancel|delete ID...\n"
+    "  jobs retry|cancel|delete --all --state S [--queue Q] [--kind K]\n"
+    "  queues                          counts per queue and state, paused "
+    "flag\n"
+    "  queues pause|resume QUEUE...\n"
+    "  prune --older-than DUR          delete jobs finished before then\n"
+    "  stats                           jobs per state, queues\n"
+    "  work --exec CMD [--queue Q[:N]]... [--timeout DUR] [--grace DUR]\n"
+    "       [--drain] [--poll DUR] [--node NAME] [--metrics HOST:PORT]\n"
+    "  metrics --listen HOST:PORT | --print\n"
+    "  batch                           run commands read from stdin, one a\n"
+    "                                  line, on one connection\n"
+    "\n"
+    "DUR is 250ms, 30s, 5m, 12h or 7d (a plain number is seconds).\n"
+    "--json prints JSON instead of tables (read commands).\n"
+    "\n"
+    "exit status: 0 ok, 1 failed, 2 usage, 3 bad URL, 4 store unreachable,\n"
+    "5 schema missing or old, 6 no such job, 7 bad JSON, 8 job state\n"
+    "forbids it. See bus(1).\n";
 
 int cli_exit_for(int rc)
 {
@@ -119,11 +121,9 @@ static const struct {
 	const char *name;
 	int (*run)(struct cli *c, int argc, char **argv);
 } commands[] = {
-	{ "migrate", cmd_migrate }, { "enqueue", cmd_enqueue },
-	{ "jobs", cmd_jobs },       { "queues", cmd_queues },
-	{ "prune", cmd_prune },     { "stats", cmd_stats },
-	{ "work", cmd_work },       { "metrics", cmd_metrics },
-	{ "batch", cmd_batch },
+    {"migrate", cmd_migrate}, {"enqueue", cmd_enqueue}, {"jobs", cmd_jobs},
+    {"queues", cmd_queues},   {"prune", cmd_prune},	{"stats", cmd_stats},
+    {"work", cmd_work},	      {"metrics", cmd_metrics}, {"batch", cmd_batch},
 };
 
 int cli_run(struct cli *c, int argc, char **argv)
@@ -141,7 +141,7 @@ int main(int argc, char **argv)
 	/* A job's command that stops reading its payload must not kill the
 	 * worker; writes then fail with EPIPE, which the caller handles. */
 	signal(SIGPIPE, SIG_IGN);
-	struct cli c = { NULL, 0, NULL };
+	struct cli c = {NULL, 0, NULL};
 	int i = 1;
 	/* Options before the command; each command also accepts them. */
 	for (; i < argc && argv[i][0] == '-'; i++) {
@@ -162,8 +162,9 @@ int main(int argc, char **argv)
 			return cli_usage("option '--url' needs a value");
 		} else {
 			char shown[512];
-			return cli_usage("unknown option '%s' (see 'bus --help')",
-					 cli_redact(a, shown, sizeof shown));
+			return cli_usage(
+			    "unknown option '%s' (see 'bus --help')",
+			    cli_redact(a, shown, sizeof shown));
 		}
 	}
 	if (i == argc) {

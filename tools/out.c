@@ -65,7 +65,8 @@ static cJSON *errors_json(const char *errors)
 	cJSON *a = errors ? cJSON_Parse(errors) : NULL;
 	if (!cJSON_IsArray(a)) {
 		cJSON_Delete(a);
-		return errors ? cJSON_CreateString(errors) : cJSON_CreateArray();
+		return errors ? cJSON_CreateString(errors)
+			      : cJSON_CreateArray();
 	}
 	cJSON *e;
 	cJSON_ArrayForEach(e, a)
@@ -73,7 +74,7 @@ static cJSON *errors_json(const char *errors)
 		cJSON *at = cJSON_GetObjectItemCaseSensitive(e, "at");
 		if (cJSON_IsNumber(at))
 			cJSON_ReplaceItemInObjectCaseSensitive(
-				e, "at", cli_json_time((int64_t)at->valuedouble));
+			    e, "at", cli_json_time((int64_t)at->valuedouble));
 	}
 	return a;
 }
@@ -95,10 +96,13 @@ cJSON *cli_job_json(const bus_job *j)
 	cJSON_AddItemToObject(o, "payload", cli_json_value(j->payload));
 	cJSON_AddItemToObject(o, "meta", cli_json_value(j->meta));
 	cJSON_AddItemToObject(o, "tags", cli_json_value(j->tags));
-	cJSON_AddItemToObject(o, "scheduled_at", cli_json_time(j->scheduled_at));
+	cJSON_AddItemToObject(o, "scheduled_at",
+			      cli_json_time(j->scheduled_at));
 	cJSON_AddItemToObject(o, "inserted_at", cli_json_time(j->inserted_at));
-	cJSON_AddItemToObject(o, "attempted_at", cli_json_time(j->attempted_at));
-	cJSON_AddItemToObject(o, "attempted_by", string_or_null(j->attempted_by));
+	cJSON_AddItemToObject(o, "attempted_at",
+			      cli_json_time(j->attempted_at));
+	cJSON_AddItemToObject(o, "attempted_by",
+			      string_or_null(j->attempted_by));
 	cJSON_AddItemToObject(o, "lease_until", cli_json_time(j->lease_until));
 	cJSON_AddItemToObject(o, "finished_at", cli_json_time(j->finished_at));
 	cJSON_AddItemToObject(o, "errors", errors_json(j->errors));
@@ -106,8 +110,8 @@ cJSON *cli_job_json(const bus_job *j)
 	cJSON *states = cJSON_AddArrayToObject(o, "unique_states");
 	for (int s = 0; states && s < BUS_JOB_STATE_COUNT; s++)
 		if (j->unique_states & BUS_STATE_BIT(s))
-			cJSON_AddItemToArray(states,
-					     cJSON_CreateString(bus_job_state_name(
-						     (bus_job_state)s)));
+			cJSON_AddItemToArray(
+			    states, cJSON_CreateString(
+					bus_job_state_name((bus_job_state)s)));
 	return o;
 }

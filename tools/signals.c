@@ -9,7 +9,7 @@
 
 #include "cli.h"
 
-static int signal_pipe[2] = { -1, -1 };
+static int signal_pipe[2] = {-1, -1};
 static volatile sig_atomic_t signal_seen;
 
 static void on_signal(int sig)

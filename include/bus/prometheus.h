@@ -31,7 +31,9 @@ typedef struct bus_metrics_render_opts {
 
 #define BUS_METRICS_RENDER_OPTS_VERSION 1
 #define BUS_METRICS_RENDER_OPTS_INIT                                           \
-	{ BUS_METRICS_RENDER_OPTS_VERSION, NULL, NULL, 0, NULL }
+	{                                                                      \
+		BUS_METRICS_RENDER_OPTS_VERSION, NULL, NULL, 0, NULL           \
+	}
 
 /*
  * Renders the metrics that `opts` names into `buf`, which is the caller's:

@@ -64,11 +64,12 @@ static void problem(long line, const char *fmt, const char *a, const char *b)
 
 static int is_metric_name(const char *s, size_t n)
 {
-	if (n == 0 || !(isalpha((unsigned char)s[0]) || s[0] == '_' ||
-			s[0] == ':'))
+	if (n == 0 ||
+	    !(isalpha((unsigned char)s[0]) || s[0] == '_' || s[0] == ':'))
 		return 0;
 	for (size_t i = 1; i < n; i++)
-		if (!(isalnum((unsigned char)s[i]) || s[i] == '_' || s[i] == ':'))
+		if (!(isalnum((unsigned char)s[i]) || s[i] == '_' ||
+		      s[i] == ':'))
 			return 0;
 	return 1;
 }
@@ -87,10 +88,11 @@ static int valid_utf8(const char *s)
 {
 	const unsigned char *p = (const unsigned char *)s;
 	while (*p) {
-		size_t n = *p < 0x80 ? 1 : *p >= 0xc2 && *p < 0xe0 ? 2
-				       : *p >= 0xe0 && *p < 0xf0   ? 3
-				       : *p >= 0xf0 && *p < 0xf5   ? 4
-								   : 0;
+		size_t n = *p < 0x80		     ? 1
+			   : *p >= 0xc2 && *p < 0xe0 ? 2
+			   : *p >= 0xe0 && *p < 0xf0 ? 3
+			   : *p >= 0xf0 && *p < 0xf5 ? 4
+						     : 0;
 		if (n == 0)
 			return 0;
 		for (size_t k = 1; k < n; k++)
@@ -152,7 +154,8 @@ static const char *parse_series(const char *line, struct series *s,
 			size_t ln = 0;
 			while (p[ln] && p[ln] != '=' && p[ln] != ' ')
 				ln++;
-			if (!is_label_name(p, ln) || ln >= sizeof s->labels[0].name)
+			if (!is_label_name(p, ln) ||
+			    ln >= sizeof s->labels[0].name)
 				return "bad label name";
 			if (ln >= 2 && p[0] == '_' && p[1] == '_')
 				return "reserved label name (starts with __)";
@@ -267,7 +270,7 @@ static struct family *family_get(const char *name)
  * _sum/_count/_bucket suffix when that names a summary or histogram. */
 static struct family *family_of(const char *name, const char **suffix)
 {
-	static const char *const sfx[] = { "_sum", "_count", "_bucket" };
+	static const char *const sfx[] = {"_sum", "_count", "_bucket"};
 	*suffix = "";
 	for (int i = 0; i < 3; i++) {
 		size_t n = strlen(name), k = strlen(sfx[i]);
@@ -338,7 +341,8 @@ static void check_line(char *line, long no)
 		if (f->has_type++)
 			problem(no, "second TYPE for '%s'%s", name, "");
 		if (f->has_samples)
-			problem(no, "TYPE of '%s' after its samples%s", name, "");
+			problem(no, "TYPE of '%s' after its samples%s", name,
+				"");
 		snprintf(f->type, sizeof f->type, "%s", t);
 		return;
 	}
@@ -361,20 +365,24 @@ static void check_line(char *line, long no)
 			le = s.labels[i].value;
 	}
 	if (strcmp(f->type, "summary") == 0 && suffix[0] == '\0' && !quantile)
-		problem(no, "summary sample '%s' is neither _sum, _count nor "
-			    "a quantile%s",
+		problem(no,
+			"summary sample '%s' is neither _sum, _count nor "
+			"a quantile%s",
 			s.name, "");
 	if (strcmp(f->type, "histogram") == 0) {
 		if (suffix[0] == '\0')
-			problem(no, "histogram sample '%s' is not _bucket, "
-				    "_sum or _count%s",
+			problem(no,
+				"histogram sample '%s' is not _bucket, "
+				"_sum or _count%s",
 				s.name, "");
 		if (strcmp(suffix, "_bucket") == 0 && le == NULL)
-			problem(no, "bucket '%s' has no le label%s", s.name, "");
+			problem(no, "bucket '%s' has no le label%s", s.name,
+				"");
 		if (le != NULL && strcmp(le, "+Inf") == 0)
 			f->has_inf_bucket = 1;
 	}
-	if ((strcmp(f->type, "counter") == 0 || strcmp(suffix, "_count") == 0) &&
+	if ((strcmp(f->type, "counter") == 0 ||
+	     strcmp(suffix, "_count") == 0) &&
 	    !(s.value >= 0))
 		problem(no, "counter '%s' is negative or NaN%s", s.name, "");
 	qsort(s.labels, (size_t)s.n_labels, sizeof s.labels[0], label_cmp);
@@ -409,8 +417,9 @@ int main(int argc, char **argv)
 	while ((len = getline(&line, &cap, in)) >= 0) {
 		no++;
 		if (len == 0 || line[len - 1] != '\n') {
-			problem(no, "the last line does not end with a "
-				    "newline%s%s",
+			problem(no,
+				"the last line does not end with a "
+				"newline%s%s",
 				"", "");
 		} else {
 			line[len - 1] = '\0';
@@ -430,7 +439,8 @@ int main(int argc, char **argv)
 	}
 	for (int i = 2; i < argc; i++) {
 		int expect = strcmp(argv[i], "--expect") == 0;
-		if ((!expect && strcmp(argv[i], "--has") != 0) || i + 1 >= argc) {
+		if ((!expect && strcmp(argv[i], "--has") != 0) ||
+		    i + 1 >= argc) {
 			fprintf(stderr, "promcheck: bad argument '%s'\n",
 				argv[i]);
 			return 2;
@@ -444,8 +454,8 @@ int main(int argc, char **argv)
 				why);
 			return 2;
 		}
-		qsort(want.labels, (size_t)want.n_labels,
-		      sizeof want.labels[0], label_cmp);
+		qsort(want.labels, (size_t)want.n_labels, sizeof want.labels[0],
+		      label_cmp);
 		size_t k = 0;
 		while (k < n_all && !same_series(&all[k], &want))
 			k++;
@@ -454,13 +464,15 @@ int main(int argc, char **argv)
 		else if (expect && !(all[k].value == want.value)) {
 			char got[64];
 			snprintf(got, sizeof got, "%.17g", all[k].value);
-			problem(0, "series has another value: expected '%s', "
-				   "found %s",
+			problem(0,
+				"series has another value: expected '%s', "
+				"found %s",
 				arg, got);
 		}
 	}
 	if (problems == 0)
-		printf("promcheck: %ld lines, %zu series, %zu families: valid\n",
-		       no, n_all, n_families);
+		printf(
+		    "promcheck: %ld lines, %zu series, %zu families: valid\n",
+		    no, n_all, n_families);
 	return problems == 0 ? 0 : 1;
 }
