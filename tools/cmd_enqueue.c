@@ -46,7 +46,7 @@ static char *read_stdin(void)
 
 /* --unique-by payload,queue,priority,max-attempts,timeout,tags,meta,kind
  * or payload.KEY (that payload key only; several allowed). */
-static int parse_unique(bus_unique_opts *u, const char ***keys,
+static int parse_unique(bus_unique_opts *u, const char ***keys, char **words,
 			const char *text)
 {
 	static const struct {
@@ -62,7 +62,9 @@ static int parse_unique(bus_unique_opts *u, const char ***keys,
 	    {"meta", BUS_UNIQUE_META},
 	    {"kind", 0},
 	};
-	char *copy = strdup(text);
+	/* The payload keys point into this copy, split in place; the caller
+	 * frees it with the keys, after the enqueue. */
+	char *copy = *words = strdup(text);
 	if (copy == NULL)
 		return cli_error(CLI_FAILED, "out of memory");
 	size_t n = 0;
@@ -70,12 +72,9 @@ static int parse_unique(bus_unique_opts *u, const char ***keys,
 	     f = strtok_r(NULL, ",", &save)) {
 		if (strncmp(f, "payload.", 8) == 0 && f[8] != '\0') {
 			const char **k = realloc(*keys, (n + 1) * sizeof *k);
-			if (k == NULL) {
-				free(copy);
+			if (k == NULL)
 				return cli_error(CLI_FAILED, "out of memory");
-			}
-			/* The key points into argv's copy, kept to the end. */
-			k[n++] = text + (f + 8 - copy);
+			k[n++] = f + 8;
 			*keys = k;
 			continue;
 		}
@@ -83,17 +82,14 @@ static int parse_unique(bus_unique_opts *u, const char ***keys,
 		while (i < sizeof fields / sizeof fields[0] &&
 		       strcmp(fields[i].name, f) != 0)
 			i++;
-		if (i == sizeof fields / sizeof fields[0]) {
-			free(copy);
+		if (i == sizeof fields / sizeof fields[0])
 			return cli_usage("--unique-by: '%s' is not one of "
 					 "payload, payload.KEY, queue, "
 					 "priority, max-attempts, timeout, "
 					 "tags, meta, kind",
 					 f);
-		}
 		u->fields |= fields[i].bit;
 	}
-	free(copy);
 	u->payload_keys = *keys;
 	u->n_payload_keys = n;
 	return 0;
@@ -129,6 +125,7 @@ int cmd_enqueue(struct cli *c, int argc, char **argv)
 	bus_job_opts o = BUS_JOB_OPTS_INIT;
 	bus_unique_opts u = BUS_UNIQUE_OPTS_INIT;
 	const char **keys = NULL;
+	char *unique_words = NULL;
 	long long v;
 	o.queue = queue;
 	if (priority != NULL &&
@@ -158,7 +155,7 @@ int cmd_enqueue(struct cli *c, int argc, char **argv)
 		return cli_usage("--unique-for and --unique-states need "
 				 "--unique-by");
 	if (unique_by != NULL) {
-		if ((rc = parse_unique(&u, &keys, unique_by)) != 0)
+		if ((rc = parse_unique(&u, &keys, &unique_words, unique_by)) != 0)
 			goto out;
 		int64_t ms = 0;
 		if (unique_for != NULL &&
@@ -213,5 +210,6 @@ out_payload:
 	free(stdin_payload);
 out:
 	free(keys);
+	free(unique_words);
 	return rc;
 }

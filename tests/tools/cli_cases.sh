@@ -69,6 +69,27 @@ queues --json"
 	expect_out '^\{"resumed":\["mail"\]\}$' "queues resume --json"
 	expect_out '^\[.*\{"queue":"mail","paused":false' "resumed queue"
 
+	use_store unq
+	batch "migrate
+enqueue u '{\"a\":1,\"b\":2,\"c\":3}' --unique-by payload.a,payload.b
+enqueue u '{\"a\":1,\"b\":2,\"c\":9}' --unique-by payload.a,payload.b
+enqueue u '{\"a\":1,\"b\":3,\"c\":3}' --unique-by payload.a,payload.b
+enqueue u '{\"a\":1}' --unique-by queue --unique-for 1h --unique-states available,scheduled,executing,retryable,completed
+enqueue u '{\"a\":2}' --unique-by queue --unique-for 1h --unique-states available,scheduled,executing,retryable,completed"
+	expect_status 0 "unique batch"
+	expect_out '^job 1 inserted$' "unique by two payload keys: first"
+	expect_out '^job 1 duplicate$' "same keys, another payload: duplicate"
+	# Ids after a duplicate differ by store (MySQL spends one on it).
+	sed -n 4,6p "$TMP/out" >"$TMP/unq"
+	if awk 'NR == 1 { ok = $3 == "inserted" && $2 != 1 }
+		NR == 2 { id = $2; ok = ok && $3 == "inserted" }
+		NR == 3 { ok = ok && $3 == "duplicate" && $2 == id }
+		END { exit !(ok && NR == 3) }' "$TMP/unq"; then
+		ok "another key value: a new job; unique by queue for 1h: a duplicate"
+	else
+		fail "unique by another key, and by queue for 1h: $(cat "$TMP/unq")"
+	fi
+
 	use_store act
 	batch "migrate
 enqueue a '{}'
@@ -167,6 +188,9 @@ jobs cancel 1"
 	expect_status 2 "unknown state"
 	run "$BUS" work
 	expect_status 2 "work without --exec"
+	run "$BUS" enqueue k '{}' --unique-by payload,bogus
+	expect_status 2 "unknown --unique-by field"
+	expect_err "^bus: --unique-by: 'bogus' is not one of" "unknown field named"
 	run "$BUS" enqueue k '{}' --priority 99999
 	expect_status 2 "priority out of range"
 	run "$BUS" --url 'nosuchstore://u:s3cr3t@127.0.0.1/x' stats
