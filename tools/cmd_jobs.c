@@ -103,7 +103,7 @@ static int jobs_list(struct cli *c, int argc, char **argv)
 
 static void show_line(const char *name, const char *value)
 {
-	printf("%-14s %s\n", name, value ? value : "-");
+	printf("%-19s %s\n", name, value ? value : "-");
 }
 
 static void show_time(const char *name, int64_t us)
@@ -140,6 +140,7 @@ static void show_job(const bus_job *j)
 	show_line("attempted_by", j->attempted_by);
 	show_time("lease_until", j->lease_until);
 	show_time("finished_at", j->finished_at);
+	show_time("cancel_requested_at", j->cancel_requested_at);
 	show_line("unique_key", j->unique_key);
 	char states[128] = "";
 	for (int s = 0; s < BUS_JOB_STATE_COUNT; s++)
@@ -151,7 +152,7 @@ static void show_job(const bus_job *j)
 	show_line("unique_states", states[0] ? states : "-");
 	cJSON *errors = j->errors ? cJSON_Parse(j->errors) : NULL;
 	int ne = cJSON_GetArraySize(errors);
-	printf("errors         %d\n", ne);
+	printf("%-19s %d\n", "errors", ne);
 	for (int i = 0; i < ne; i++) {
 		cJSON *e = cJSON_GetArrayItem(errors, i);
 		cJSON *att = cJSON_GetObjectItemCaseSensitive(e, "attempt");
@@ -264,6 +265,17 @@ static int act_all(struct cli *c, bus *b, enum job_action a,
 	return CLI_OK;
 }
 
+/* Whether a job is executing: a cancel then only records a request. */
+static int still_running(bus *b, int64_t id)
+{
+	bus_job *j;
+	if (bus_job_get(&j, b, id) != 0)
+		return 0;
+	int running = j->state == BUS_JOB_EXECUTING;
+	bus_job_free(j);
+	return running;
+}
+
 static int jobs_act(struct cli *c, enum job_action a, int argc, char **argv)
 {
 	int all = 0;
@@ -339,6 +351,10 @@ static int jobs_act(struct cli *c, enum job_action a, int argc, char **argv)
 				cJSON_AddStringToObject(
 				    o, "error", bus_error_last()->message);
 			cJSON_AddItemToArray(out, o);
+		} else if (brc == 0 && a == ACT_CANCEL && still_running(b, ids[i])) {
+			printf("job %lld: cancel requested (it is running; its "
+			       "worker stops it)\n",
+			       (long long)ids[i]);
 		} else if (brc == 0) {
 			printf("job %lld %s\n", (long long)ids[i],
 			       action_done[a]);

@@ -106,6 +106,8 @@ cJSON *cli_job_json(const bus_job *j)
 	cJSON_AddItemToObject(o, "lease_until", cli_json_time(j->lease_until));
 	cJSON_AddItemToObject(o, "finished_at", cli_json_time(j->finished_at));
 	cJSON_AddItemToObject(o, "errors", errors_json(j->errors));
+	cJSON_AddItemToObject(o, "cancel_requested_at",
+			      cli_json_time(j->cancel_requested_at));
 	cJSON_AddItemToObject(o, "unique_key", string_or_null(j->unique_key));
 	cJSON *states = cJSON_AddArrayToObject(o, "unique_states");
 	for (int s = 0; states && s < BUS_JOB_STATE_COUNT; s++)

@@ -49,6 +49,40 @@ expect_status 0 "work --drain in its own process"
 run "$BUS" jobs show "$id"
 expect_out '^state +completed$' "the job was completed by the worker process"
 
+# A cancel from another process stops a running command: the request is
+# recorded, the worker kills the command's process group, the job ends
+# cancelled.
+rm -f "$TMP/cancel.started"
+run "$BUS" enqueue sep.long '{}' --queue sepc
+id=$(last_id)
+"$BUS" work --queue sepc --exec "echo \$\$ >$TMP/cancel.pid; touch $TMP/cancel.started; exec sleep 300" \
+	>"$TMP/cw.out" 2>"$TMP/cw.err" &
+wpid=$!
+wait_for "$TMP/cancel.started" 60
+run "$BUS" jobs cancel "$id"
+expect_status 0 "cancel a running job"
+expect_out "^job $id: cancel requested" "the cancel of a running job is a request"
+n=0
+while [ $n -lt 300 ]; do
+	"$BUS" --json jobs show "$id" 2>/dev/null | grep -q '"state":"cancelled"' && break
+	sleep 0.1
+	n=$((n + 1))
+done
+run "$BUS" --json jobs show "$id"
+expect_out '"state":"cancelled".*"error":"cancelled by bus_job_cancel while it was running"' \
+	"the running job ends cancelled, saying why"
+kill -TERM $wpid
+wait $wpid
+status=$?
+expect_status 0 "the worker stops after the cancel"
+pid=$(cat "$TMP/cancel.pid" 2>/dev/null)
+if [ -n "$pid" ] && ! alive "$pid"; then
+	ok "the cancelled command was killed"
+else
+	fail "the cancelled command '$pid' still runs"
+	[ -n "$pid" ] && kill "$pid" 2>/dev/null
+fi
+
 # Server errors: a distinct status, one line, no password.
 base=$(printf '%s\n' "$STORE_URL" | sed 's|^\([a-z0-9]*://[^:/@]*\):[^@]*@|\1:Wr0ngPassw0rd@|')
 run "$BUS" --url "$base" stats
