@@ -301,6 +301,12 @@ void bus__worker_wake(struct bus_worker *w)
 
 void bus__wake_workers(bus *b)
 {
+	/* A handler in a child (process isolation) that enqueues has only a
+	 * copy of the parent's workers, with its locks as some other thread
+	 * held them at fork(): taking one could wait for ever, and there is
+	 * nobody here to wake. The parent's workers find the job by polling. */
+	if (b->store.in_child)
+		return;
 	if (atomic_load_explicit(&b->n_workers, memory_order_relaxed) == 0)
 		return;
 	pthread_mutex_lock(&b->workers_lock);
@@ -522,12 +528,12 @@ static void *fetcher(void *arg)
 		free(rows);
 		if (n > 0)
 			pthread_cond_broadcast(&w->work);
+		/* poll_ms is at most a day (check_opts): no overflow. */
+		int64_t next_poll = now + w->poll_ms * 1000000;
 		for (size_t i = 0; i < w->n_queues; i++)
 			if (req[i].limit > 0)
 				w->queues[i].dry_until_ns =
-					got[i] < req[i].limit
-						? now + w->poll_ms * 1000000
-						: 0;
+					got[i] < req[i].limit ? next_poll : 0;
 	}
 	pthread_mutex_unlock(&w->lock);
 	free(req);
@@ -624,6 +630,10 @@ int bus_worker_start(bus_worker *w)
 		else
 			w->maintenance_started = 1;
 	}
+	/* On the bus before the fetcher's first claim: a job stored from now
+	 * on wakes it, so none is left to the next poll. */
+	if (rc == 0)
+		attach_to_bus(w);
 	if (rc == 0) {
 		if (pthread_create(&w->lease_keeper, NULL,
 				   bus__worker_lease_keeper, w) != 0)
@@ -648,10 +658,9 @@ int bus_worker_start(bus_worker *w)
 		w->state = W_STOPPING;
 		w->claiming = 0;
 		pthread_mutex_unlock(&w->lock);
-		join_all(w);
+		join_all(w); /* detaches it too */
 		return bus__error_set(err, "%s", why);
 	}
-	attach_to_bus(w);
 	bus__log(&w->bus->log, BUS_LOG_INFO,
 		 "worker '%s' started: %zu executors (%s isolation)", w->node,
 		 w->n_slots,
