@@ -203,6 +203,19 @@ jobs cancel 1"
 	run "$BUS" 'nosuchstore://u:s3cr3t@127.0.0.1/x' stats
 	expect_status 2 "a URL given as the command"
 	expect_err "nosuchstore://u:\*\*\*@127.0.0.1/x" "the URL is shown without its password"
+	# The stores end the user part at the LAST '@' (an unencoded '@' in a
+	# password works), so no piece of such a password may show either.
+	run "$BUS" 'nosuchstore://u:pa@Zq9secret@127.0.0.1/x' stats
+	expect_status 2 "a URL with an '@' in its password given as the command"
+	if grep -qF "Zq9secret" "$TMP/err"; then
+		fail "a piece of a password with an '@' was printed"
+	else ok "no piece of a password with an '@' is printed"; fi
+	expect_err "nosuchstore://u:\*\*\*@127.0.0.1/x" "the URL with an '@' in its password is masked"
+	run "$BUS" --bogus='postgres://h/db?password=Zq9secret&x=1' stats
+	expect_status 2 "an unknown option holding a password= option"
+	if grep -qF "Zq9secret" "$TMP/err"; then
+		fail "a password= option value was printed"
+	else ok "a password= option value is not printed"; fi
 }
 
 # alive PID: the process exists and is not a zombie waiting to be reaped
