@@ -401,6 +401,20 @@ scenario_metrics() {
 	[ "$code" = 404 ] && ok "another path: 404" || fail "another path: $code"
 	code=$(curl -sS --max-time 10 -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.1:$port/metrics")
 	[ "$code" = 405 ] && ok "POST: 405" || fail "POST: $code"
+	# A client trickling its request a byte every 2 s (each read well
+	# within any per-read timeout) for 40 s must not hold the server,
+	# which serves one connection at a time: the request has 5 s in all.
+	perl -MIO::Socket::INET -e '
+		my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$ARGV[0]") or exit 1;
+		$s->autoflush(1);
+		for (1 .. 20) { print $s "G" or exit 0; sleep 2; }' "$port" &
+	slow=$!
+	sleep 1
+	code=$(curl -sS --max-time 25 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/metrics")
+	[ "$code" = 200 ] && ok "a trickling client does not hold the metrics server" ||
+		fail "with a trickling client connected, GET /metrics: '$code'"
+	kill $slow 2>/dev/null
+	wait $slow 2>/dev/null
 	kill -TERM $pid
 	wait $pid
 	status=$?
