@@ -364,12 +364,16 @@ scenario_metrics() {
 		fail "work --metrics did not say where it listens: $(cat "$TMP/met.err")"
 	fi
 	wait_for "$out/ran.3" 60
-	# Poll until the completer wrote the outcomes (a liveness bound).
+	# Poll until the completer wrote the outcomes and counted them (the
+	# store shows a job completed a moment before the worker's counter
+	# moves; a liveness bound).
 	n=0
 	while [ $n -lt 100 ]; do
 		code=$(fetch_metrics "$port" "$TMP/metrics.txt")
 		"$PROMCHECK" "$TMP/metrics.txt" \
-			--expect 'bus_jobs{queue="m",state="completed"} 3' >/dev/null 2>&1 && break
+			--expect 'bus_jobs{queue="m",state="completed"} 3' \
+			--expect 'bus_worker_outcomes_total{node="metrics-node",outcome="completed"} 3' \
+			>/dev/null 2>&1 && break
 		sleep 0.2
 		n=$((n + 1))
 	done
