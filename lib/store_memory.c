@@ -583,4 +583,10 @@ const struct bus_store_ops bus__memory_store_ops = {
 	.set_paused = bus__memory_set_paused,
 	.counts = bus__memory_counts,
 	.prune = bus__memory_prune,
+	/* No transactions (insert_tx), and no push wake-up: an insert wakes
+	 * the workers of its own process directly (bus__wake_workers), the
+	 * only ones that can see it. */
+	.insert_tx = NULL,
+	.listen = NULL,
+	.wait_jobs = NULL,
 };

@@ -252,16 +252,37 @@ static void deadline_in(struct timespec *ts, int64_t ms)
 	ts->tv_nsec = ns % 1000000000;
 }
 
-void bus__worker_nap(struct bus_worker *w, int64_t ms, const int *go,
-		     int wakeable)
+static void nap_locked(struct bus_worker *w, int64_t ms, const int *go,
+		       int wakeable, unsigned wakes)
 {
 	struct timespec ts;
 	deadline_in(&ts, ms);
-	pthread_mutex_lock(&w->lock);
-	unsigned wakes = w->wakes;
 	while (*go && !(wakeable && w->wakes != wakes) &&
 	       pthread_cond_timedwait(&w->tick, &w->lock, &ts) != ETIMEDOUT)
 		;
+}
+
+void bus__worker_nap(struct bus_worker *w, int64_t ms, const int *go,
+		     int wakeable)
+{
+	pthread_mutex_lock(&w->lock);
+	nap_locked(w, ms, go, wakeable, w->wakes);
+	pthread_mutex_unlock(&w->lock);
+}
+
+void bus__worker_nap_since(struct bus_worker *w, int64_t ms, const int *go,
+			   unsigned since)
+{
+	pthread_mutex_lock(&w->lock);
+	nap_locked(w, ms, go, 1, since);
+	pthread_mutex_unlock(&w->lock);
+}
+
+void bus__worker_wake(struct bus_worker *w)
+{
+	pthread_mutex_lock(&w->lock);
+	w->wakes++;
+	pthread_cond_broadcast(&w->tick);
 	pthread_mutex_unlock(&w->lock);
 }
 
@@ -377,6 +398,7 @@ static void *fetcher(void *arg)
 			pthread_cond_wait(&w->room, &w->lock);
 		if (!w->claiming)
 			break;
+		unsigned wakes = w->wakes; /* jobs stored after this count */
 		pthread_mutex_unlock(&w->lock);
 
 		bus_job *rows = NULL;
@@ -413,9 +435,11 @@ static void *fetcher(void *arg)
 		if (n > 0)
 			pthread_cond_broadcast(&w->work);
 		if (n < want && w->claiming) {
-			/* Nothing more is due: look again after the interval. */
+			/* Nothing more is due: look again after the interval,
+			 * or at once for jobs stored since the claim began. */
 			pthread_mutex_unlock(&w->lock);
-			bus__worker_nap(w, w->poll_ms, &w->claiming, 1);
+			bus__worker_nap_since(w, w->poll_ms, &w->claiming,
+					      wakes);
 			pthread_mutex_lock(&w->lock);
 		}
 	}
@@ -509,6 +533,8 @@ int bus_worker_start(bus_worker *w)
 		else
 			w->maintenance_started = 1;
 	}
+	if (rc == 0)
+		rc = bus__worker_listen_start(w);
 	if (rc == 0) {
 		if (pthread_create(&w->fetcher, NULL, fetcher, w) != 0)
 			rc = bus__error_set(BUS_ERROR,
@@ -549,6 +575,7 @@ static void join_all(struct bus_worker *w)
 	pthread_mutex_unlock(&w->lock);
 	if (w->fetcher_started)
 		pthread_join(w->fetcher, NULL);
+	bus__worker_listen_stop(w);
 	for (size_t i = 0; i < w->n_slots; i++)
 		if (w->slots[i].started)
 			pthread_join(w->slots[i].thread, NULL);

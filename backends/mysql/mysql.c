@@ -100,6 +100,9 @@ static const struct bus_store_ops my_ops = {
 	.counts = bus__my_counts,
 	.prune = bus__my_prune,
 	.insert_tx = bus__my_insert_tx,
+	/* No push wake-up: MySQL has no LISTEN; workers poll. */
+	.listen = NULL,
+	.wait_jobs = NULL,
 };
 
 const struct bus_store_ops *bus_backend_entry(uint32_t core_abi)

@@ -38,8 +38,20 @@
 #define NOW_FROM "FROM (SELECT COALESCE($1::timestamptz, now()) AS now) n "
 #define US " * interval '1 microsecond'"
 
+/* Wrapped around an insert that returns id, queue, state: the ids, and a
+ * notification per queue that received available jobs ($n: the channel;
+ * NULL, none). The count of notifications is returned (as a last column)
+ * so that the planner cannot drop the join that sends them. */
+#define NOTIFY_HEAD "WITH ins AS ("
+#define NOTIFY_TAIL(ch, cols)                                                  \
+	"), note AS (SELECT pg_notify(" ch "::text, q.queue) FROM "          \
+	"(SELECT DISTINCT queue FROM ins WHERE state = 0 AND " ch            \
+	"::text IS NOT NULL) q) "                                              \
+	"SELECT " cols ", x.n FROM ins CROSS JOIN "                            \
+	"(SELECT count(*) AS n FROM note) x"
+
 static const char insert_sql[] =
-	"INSERT INTO bus_jobs (" COLS ") "
+	NOTIFY_HEAD "INSERT INTO bus_jobs (" COLS ") "
 	"SELECT n.now, a.at, CASE WHEN a.at <= n.now THEN 0 ELSE 1 END, "
 	"r.kind, r.handler, r.queue, r.priority, r.payload, r.meta, r.tags, "
 	"r.max_attempts, r.timeout_ms, r.unique_states " NOW_FROM
@@ -50,7 +62,8 @@ static const char insert_sql[] =
 	"max_attempts, timeout_ms, unique_states, sched, delay, ord) "
 	"CROSS JOIN LATERAL (SELECT COALESCE(r.sched, n.now + r.delay" US
 	") AS at) a "
-	"ORDER BY r.ord RETURNING id";
+	"ORDER BY r.ord RETURNING id, queue, state" NOTIFY_TAIL("$14",
+								  "ins.id");
 
 /* The state the existing job moves to: with scheduled_at replaced, an
  * available or scheduled job follows its new time. */
@@ -64,7 +77,7 @@ static const char insert_sql[] =
 
 /* Every SET expression reads the row as it was. */
 static const char upsert_sql[] =
-	"INSERT INTO bus_jobs AS j (" COLS ", unique_key) "
+	NOTIFY_HEAD "INSERT INTO bus_jobs AS j (" COLS ", unique_key) "
 	"SELECT n.now, a.at, a.st, $2::text, $3::text, $4::text, $5::int4, "
 	"$6::json, $7::json, $8::json, $9::int4, $10::int8, $11::int4, "
 	"CASE WHEN ($11::int4 >> a.st) & 1 = 1 THEN $14::text END " NOW_FROM
@@ -82,7 +95,8 @@ static const char upsert_sql[] =
 	"unique_key = CASE WHEN (j.unique_states::int4 >> (" NEW_STATE
 	")) & 1 = 1 THEN j.unique_key END "
 	"WHERE ($23::int4 >> j.state) & 1 = 1 "
-	"RETURNING j.id, (j.xmax::text = '0')::int4";
+	"RETURNING j.id, (j.xmax::text = '0')::int4 AS inserted, j.queue, "
+	"j.state" NOTIFY_TAIL("$24", "ins.id, ins.inserted");
 
 static const char unique_id_sql[] =
 	"SELECT id FROM bus_jobs WHERE unique_key = $1::text";
@@ -176,7 +190,7 @@ static int insert_run(struct pg_conn *c, int64_t now,
 		PG_TEXT, PG_TEXT, PG_TEXT, PG_INT4, PG_JSON, PG_JSON,
 		PG_JSON, PG_INT4, PG_INT8, PG_INT2, PG_TIMESTAMPTZ, PG_INT8,
 	};
-	int rc = bus__pg_params_init(&p, 13);
+	int rc = bus__pg_params_init(&p, 14);
 	if (rc != 0)
 		return rc;
 	for (int k = 0; k < 12; k++)
@@ -199,6 +213,7 @@ static int insert_run(struct pg_conn *c, int64_t now,
 	bus__pg_p_time(&p, now);
 	for (int k = 0; k < 12; k++)
 		bus__pg_p_array(&p, &a[k]);
+	bus__pg_p_text(&p, c->notify);
 	PGresult *r = NULL;
 	rc = bus__pg_exec(c, SL_INSERT, insert_sql, &p, &r);
 	bus__pg_params_free(&p);
@@ -259,7 +274,7 @@ static int upsert_once(struct pg_conn *c, int64_t now,
 		       int *returned)
 {
 	struct pg_params p;
-	int rc = bus__pg_params_init(&p, 23);
+	int rc = bus__pg_params_init(&p, 24);
 	if (rc != 0)
 		return rc;
 	bus__pg_p_time(&p, now);
@@ -284,6 +299,7 @@ static int upsert_once(struct pg_conn *c, int64_t now,
 		any |= m;
 	}
 	bus__pg_p_int4(&p, (int32_t)any);
+	bus__pg_p_text(&p, c->notify);
 	PGresult *r = NULL;
 	rc = bus__pg_exec(c, SL_UPSERT, upsert_sql, &p, &r);
 	bus__pg_params_free(&p);
@@ -457,6 +473,7 @@ int bus__pg_insert_tx(bus_store *s, void *tx, int64_t now,
 	c.db = tx;
 	c.tables = &s->tables;
 	c.prepare = 0;
+	c.notify = s->conn.notify;
 	rc = insert_on(&c, 0, now, jobs, n, results);
 	bus__pg_stmts_reset(&c);
 	if (rc == PG_ERR_NOMEM)

@@ -7,7 +7,8 @@
  *   param.c    binary parameters and arrays; result values; times
  *   row.c      result rows -> bus_job
  *   schema.c   schema_check and migrate (steps from migration/postgres/)
- *   insert.c   insert and insert_tx (the outbox)
+ *   insert.c   insert and insert_tx (the outbox), with NOTIFY
+ *   listen.c   listen and wait_jobs (push wake-up)
  *   claim.c    claim
  *   jobs.c     finish, extend, expired
  *   admin.c    get, list, cancel, retry, remove, pause, counts, prune
@@ -59,6 +60,8 @@ struct pg_url {
 	/* Named prepared statements (the default); off for a pooler in
 	 * transaction mode that cannot keep them (PgBouncer before 1.21). */
 	int prepare;
+	/* Inserts NOTIFY listening workers (the default). */
+	int notify;
 };
 
 /* Parses `url` (postgres:// or postgresql://) into *out. On failure
@@ -121,6 +124,7 @@ struct pg_conn {
 	PGconn *db; /* NULL while disconnected */
 	const struct pg_tables *tables;
 	int prepare; /* named prepared statements (else unnamed ones) */
+	const char *notify; /* the channel inserts notify, or NULL */
 	unsigned char prepared[SL_COUNT];
 	char *text[SL_COUNT]; /* the slot's SQL for these names, once built */
 	int in_tx;	      /* a transaction begun here is open */
@@ -161,6 +165,9 @@ struct bus_store {
 	struct pg_url url;
 	struct pg_tables tables;
 	struct pg_conn conn;
+	/* A listener's queues (listen.c); owned. */
+	char **listen_queues;
+	size_t n_listen;
 };
 
 /* Connects s->conn (closed before); PG_ERR_DB or PG_ERR_NOMEM. */
@@ -298,6 +305,10 @@ int bus__pg_extend(bus_store *s, int64_t now, const char *node,
 		   size_t n, unsigned char *held);
 int bus__pg_expired(bus_store *s, int64_t now, size_t limit, bus_job **out,
 		    size_t *n_out);
+
+int bus__pg_listen(bus_store *s, const char *const *queues, size_t n);
+int bus__pg_wait_jobs(bus_store *s, int timeout_ms);
+void bus__pg_listen_free(bus_store *s);
 
 int bus__pg_get(bus_store *s, int64_t id, bus_job **out);
 int bus__pg_list(bus_store *s, const bus_job_filter *filter, bus_job **out,

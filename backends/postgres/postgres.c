@@ -32,6 +32,7 @@ static int pg_open(bus_store **out, const char *url, const bus_store_env *env)
 	bus__pg_tables_init(&s->tables, s->url.schema, s->url.prefix);
 	s->conn.tables = &s->tables;
 	s->conn.prepare = s->url.prepare;
+	s->conn.notify = s->url.notify ? s->tables.channel : NULL;
 	/* One try: a wrong URL or a server that is down fails bus_open at
 	 * once; later calls reconnect patiently. */
 	rc = bus__pg_connect(s);
@@ -61,6 +62,7 @@ static void pg_close(bus_store *s)
 	if (s == NULL)
 		return;
 	bus__pg_disconnect(s);
+	bus__pg_listen_free(s);
 	bus__pg_url_free(&s->url);
 	free(s);
 }
@@ -87,6 +89,8 @@ static const struct bus_store_ops pg_ops = {
 	.counts = bus__pg_counts,
 	.prune = bus__pg_prune,
 	.insert_tx = bus__pg_insert_tx,
+	.listen = bus__pg_listen,
+	.wait_jobs = bus__pg_wait_jobs,
 };
 
 const struct bus_store_ops *bus_backend_entry(uint32_t core_abi)

@@ -229,6 +229,92 @@ START_TEST(unnamed_statements_work_alike)
 }
 END_TEST
 
+/* wait_jobs until it returns something else than 0, for up to ~5 s. */
+static int wait_some(bus_store *s)
+{
+	int rc = 0;
+	for (int i = 0; i < 50 && rc == 0; i++)
+		rc = ops->wait_jobs(s, 100);
+	return rc;
+}
+
+static void insert_into(bus_store *s, const char *queue, int64_t delay_us)
+{
+	bus_store_new_job j = job_in(queue, 0, 0);
+	j.delay_us = delay_us;
+	bus_enqueue_result r;
+	ck_assert_int_eq(ops->insert(s, 0, &j, 1, &r), 0);
+}
+
+START_TEST(listeners_hear_inserts_into_their_queues)
+{
+	bus_store *l = open_store();
+	const char *queues[] = { "a", "c" };
+	ck_assert_int_eq(ops->listen(l, queues, 2), 0);
+	ck_assert_int_eq(ops->wait_jobs(l, 0), 0);
+	/* Another queue, and a job not yet due, wake nobody. */
+	insert_into(st, "b", 0);
+	insert_into(st, "a", 3600 * SEC);
+	ck_assert_int_eq(ops->wait_jobs(l, 300), 0);
+	insert_into(st, "a", 0);
+	ck_assert_int_eq(wait_some(l), 1);
+	/* A batch of many is one wake-up. */
+	bus_store_new_job j[50];
+	bus_enqueue_result r[50];
+	for (int i = 0; i < 50; i++)
+		j[i] = job_in(i % 2 ? "a" : "c", 0, 0);
+	ck_assert_int_eq(ops->insert(st, 0, j, 50, r), 0);
+	ck_assert_int_eq(wait_some(l), 1);
+	ck_assert_int_eq(ops->wait_jobs(l, 200), 0);
+	/* A unique insert notifies too. */
+	bus_store_new_job u = job_in("c", 0, 0);
+	u.unique_key = "k1";
+	u.unique_states = BUS_STATES_UNFINISHED;
+	ck_assert_int_eq(ops->insert(st, 0, &u, 1, r), 0);
+	ck_assert_int_eq(wait_some(l), 1);
+
+	/* The outbox notifies when the application commits. */
+	bus_store *app = open_store();
+	sql_ok(app, "BEGIN");
+	bus_store_new_job t = job_in("a", 0, 0);
+	ck_assert_int_eq(ops->insert_tx(st, app->conn.db, 0, &t, 1, r), 0);
+	ck_assert_int_eq(ops->wait_jobs(l, 300), 0);
+	sql_ok(app, "COMMIT");
+	ck_assert_int_eq(wait_some(l), 1);
+	ops->close(app);
+
+	/* A cut connection is reported, and listen reconnects. */
+	char sql[64];
+	snprintf(sql, sizeof sql, "SELECT pg_terminate_backend(%d)",
+		 PQbackendPID(l->conn.db));
+	sql_ok(st, sql);
+	int rc = wait_some(l);
+	ck_assert_int_eq(rc, BUS_EBACKEND);
+	ck_assert_last_error(BUS_EBACKEND, "listener lost its connection");
+	ck_assert_int_eq(ops->listen(l, queues, 2), 0);
+	insert_into(st, "c", 0);
+	ck_assert_int_eq(wait_some(l), 1);
+	ops->close(l);
+}
+END_TEST
+
+START_TEST(notify_off_inserts_without_waking)
+{
+	bus_store *l = open_store();
+	const char *queues[] = { "a" };
+	ck_assert_int_eq(ops->listen(l, queues, 1), 0);
+	char u[1100];
+	snprintf(u, sizeof u, "%s&notify=off", url);
+	bus_store *quiet = open_url(u);
+	insert_into(quiet, "a", 0);
+	ck_assert_int_eq(ops->wait_jobs(l, 300), 0);
+	insert_into(st, "a", 0);
+	ck_assert_int_eq(wait_some(l), 1);
+	ops->close(quiet);
+	ops->close(l);
+}
+END_TEST
+
 static Suite *store_postgres_suite(void)
 {
 	/* A connection per thread: one PGconn is not for two. */
@@ -250,6 +336,8 @@ static Suite *store_postgres_suite(void)
 	tcase_add_test(tc, the_claim_is_an_index_scan_without_a_sort);
 	tcase_add_test(tc, a_schema_holds_tables_of_its_own);
 	tcase_add_test(tc, unnamed_statements_work_alike);
+	tcase_add_test(tc, listeners_hear_inserts_into_their_queues);
+	tcase_add_test(tc, notify_off_inserts_without_waking);
 	store_cases_add(tc, &fixture);
 	suite_add_tcase(s, tc);
 	return s;

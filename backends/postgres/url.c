@@ -7,7 +7,7 @@
  * are percent-decoded. Options ('_' may stand for '-'): sslmode,
  * sslrootcert, sslcert, sslkey, connect-timeout, application-name, host
  * (a socket directory, for an empty host part), schema, table-prefix,
- * prepare (on, off).
+ * prepare (on, off), notify (on, off).
  *
  * No message shows the password, nor anything that could be a piece of
  * one: a password with an unencoded '/' or '?' ends the host part early
@@ -320,10 +320,13 @@ static int set_option(struct pg_url *u, const char *name, const char *value,
 		return set_prefix(u, value, error);
 	if (strcmp(name, "prepare") == 0)
 		return set_bool(&u->prepare, value, name, error);
+	if (strcmp(name, "notify") == 0)
+		return set_bool(&u->notify, value, name, error);
 	return error(BUS_EINVAL,
 		     "postgres store: bad URL: unknown option '%.40s' (known: "
 		     "sslmode, sslrootcert, sslcert, sslkey, connect-timeout, "
-		     "application-name, host, schema, table-prefix, prepare)",
+		     "application-name, host, schema, table-prefix, prepare, "
+		     "notify)",
 		     name);
 }
 
@@ -453,6 +456,7 @@ int bus__pg_url_parse(struct pg_url *out, const char *url, error_fn error)
 		return error(BUS_EINVAL, "postgres store: the URL is NULL");
 	out->connect_timeout = DEFAULT_CONNECT_TIMEOUT;
 	out->prepare = 1;
+	out->notify = 1;
 	memcpy(out->prefix, DEFAULT_PREFIX, sizeof DEFAULT_PREFIX);
 	int rc = parse(out, url, error);
 	if (rc != 0)

@@ -149,6 +149,8 @@ static inline int test_insert_tx(bus_store *s, void *tx, int64_t now,
 		.remove = test_remove, .set_paused = test_set_paused,          \
 		.counts = test_counts, .prune = test_prune,                    \
 		.insert_tx = test_insert_tx,                                   \
+		/* No push wake-up (ABI 2, optional). */                       \
+		.listen = NULL, .wait_jobs = NULL,                             \
 	}
 
 #endif
