@@ -46,9 +46,11 @@ CREATE TABLE IF NOT EXISTS bus_jobs (
 	unique_states smallint NOT NULL DEFAULT 0
 );
 
--- Uniqueness is this index alone (NULLs do not conflict): an insert
--- settles a conflict with ON CONFLICT (unique_key).
-CREATE UNIQUE INDEX IF NOT EXISTS bus_jobs_unique ON bus_jobs (unique_key);
+-- Uniqueness is this index alone: an insert settles a conflict with
+-- ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL. Partial, so that
+-- jobs without a key (most) cost it nothing on any state change.
+CREATE UNIQUE INDEX IF NOT EXISTS bus_jobs_unique ON bus_jobs (unique_key)
+	WHERE unique_key IS NOT NULL;
 -- The claim: the due states of one queue, read in claim order (priority,
 -- scheduled_at, id) with no sort. Partial, so finished jobs cost it
 -- nothing.

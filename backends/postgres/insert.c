@@ -85,7 +85,8 @@ static const char upsert_sql[] =
 	"n.now + $13::int8" US ") AS at) a0 "
 	"CROSS JOIN LATERAL (SELECT a0.at, "
 	"CASE WHEN a0.at <= n.now THEN 0 ELSE 1 END AS st) a "
-	"ON CONFLICT (unique_key) DO UPDATE SET " REPLACE("payload", "$15")
+	"ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL "
+	"DO UPDATE SET " REPLACE("payload", "$15")
 		REPLACE("queue", "$16") REPLACE("priority", "$17")
 			REPLACE("max_attempts", "$18") REPLACE("timeout_ms",
 							       "$19")
