@@ -15,6 +15,11 @@
 
 #include "pg_store.h"
 
+/* Where `make install` puts the schema (set by the Makefile). */
+#ifndef BUS_MIGRATIONDIR
+#define BUS_MIGRATIONDIR "migration"
+#endif
+
 struct pg_step {
 	int version;
 	const char *name;
@@ -86,10 +91,10 @@ static int check_op(bus_store *s, void *arg)
 	const char *how = strcmp(s->url.prefix, "bus_") == 0 &&
 				  s->url.schema[0] == '\0'
 			      ? "run bus_migrate(), or apply "
-				"migration/postgres.sql"
-			      : "run bus_migrate() (migration/postgres.sql "
-				"has the tables of the default prefix bus_ "
-				"in the search path only)";
+				BUS_MIGRATIONDIR "/postgres.sql"
+			      : "run bus_migrate() (" BUS_MIGRATIONDIR
+				"/postgres.sql has the tables of the default "
+				"prefix bus_ in the search path only)";
 	if (missing)
 		return s->env.error(BUS_ESCHEMA,
 				    "postgres store (%s): the schema is "
