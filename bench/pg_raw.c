@@ -100,6 +100,11 @@ static size_t finish_rows(bus_store *s, const char *node, bus_job *rows,
 {
 	bus_store_finish f[BATCH] = { { 0 } };
 	unsigned char applied[BATCH];
+	if (n > BATCH) {
+		fprintf(stderr, "pg-raw: a claim of %d returned %zu jobs\n",
+			BATCH, n);
+		exit(1);
+	}
 	for (size_t i = 0; i < n; i++) {
 		memset(&f[i], 0, sizeof f[i]);
 		f[i].id = rows[i].id;

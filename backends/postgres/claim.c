@@ -4,9 +4,19 @@
  * SKIP LOCKED (a range of the partial index jobs_due read in order, with
  * no sort), and updated by the UPDATE around it, which returns them as the
  * claim leaves them. The queues and their limits are two arrays, each
- * queue's pick a LATERAL sub-SELECT. RETURNING gives no order: the rows
- * are sorted here in claim order (the queues in the order asked, then
- * priority, scheduled_at, id), which the worker relies on.
+ * queue's pick a LATERAL sub-SELECT.
+ *
+ * The pick is the UPDATE's WHERE id = ANY (ARRAY(SELECT ...)), not a plain
+ * IN (SELECT ...): an array is computed once, before the UPDATE reads a
+ * row, and the update's targets are then fetched by primary key. With IN,
+ * a target row that another transaction changed after the statement began
+ * (the rescuer, an admin retry) makes PostgreSQL re-check the row, which
+ * may run the sub-SELECT again, locking and returning other rows: the
+ * UPDATE could then claim more jobs than the limit.
+ *
+ * RETURNING gives no order: the rows are sorted here in claim order (the
+ * queues in the order asked, then priority, scheduled_at, id), which the
+ * worker relies on.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -24,7 +34,7 @@ static const char claim_sql[] =
 	"finished_at = NULL, "
 	"unique_key = CASE WHEN j.unique_states & 4 <> 0 THEN j.unique_key "
 	"END "
-	"FROM n WHERE j.id IN (SELECT d.id FROM n, "
+	"FROM n WHERE j.id = ANY (ARRAY(SELECT d.id FROM n, "
 	"unnest($2::text[], $3::int8[]) AS q(name, lim) "
 	"CROSS JOIN LATERAL (SELECT id FROM bus_jobs "
 	"WHERE queue = q.name AND state IN (0, 1, 3) "
@@ -32,7 +42,7 @@ static const char claim_sql[] =
 	"AND NOT EXISTS (SELECT 1 FROM bus_queues p WHERE p.name = q.name "
 	"AND p.paused) "
 	"ORDER BY priority, scheduled_at, id LIMIT q.lim "
-	"FOR UPDATE SKIP LOCKED) d) "
+	"FOR UPDATE SKIP LOCKED) d)) "
 	"RETURNING " PG_JOB_COLS;
 
 const char *bus__pg_claim_sql(void)

@@ -9,6 +9,9 @@
  *
  * Without a URL the suite is skipped (exit 77), unless $CI is "true".
  */
+#include <pthread.h>
+#include <stdatomic.h>
+
 #include "pg_store.h"
 #include "store_cases.h"
 
@@ -229,6 +232,72 @@ START_TEST(unnamed_statements_work_alike)
 }
 END_TEST
 
+/* Rewrites due jobs over and over (new row versions, as the rescuer or an
+ * admin retry makes), until *stop. */
+struct churn {
+	bus_store *s;
+	atomic_int stop;
+	int rounds;
+};
+
+static void *churn_rows(void *arg)
+{
+	struct churn *c = arg;
+	for (int k = 0; !atomic_load(&c->stop); k++) {
+		char sql[160];
+		snprintf(sql, sizeof sql,
+			 "UPDATE opstest_jobs SET timeout_ms = timeout_ms "
+			 "WHERE state = 0 AND id %% 5 = %d",
+			 k % 5);
+		PQclear(PQexec(c->s->conn.db, sql));
+		c->rounds++;
+	}
+	return NULL;
+}
+
+/* A claim takes at most its limit, and never a job twice, even while
+ * other transactions change the rows it picks (a row locked by one of them
+ * is skipped, as SKIP LOCKED says, so the order may jump). */
+START_TEST(a_claim_keeps_its_limit_while_rows_change)
+{
+	enum { JOBS = 3000, LIMIT = 3 };
+	static bus_store_new_job j[JOBS];
+	static bus_enqueue_result r[JOBS];
+	for (int i = 0; i < JOBS; i++)
+		j[i] = job_in("churn", 0, 0);
+	ck_assert_int_eq(ops->insert(st, T0, j, JOBS, r), 0);
+	struct churn c = { open_store(), 0, 0 };
+	pthread_t th;
+	ck_assert_int_eq(pthread_create(&th, NULL, churn_rows, &c), 0);
+	bus_store_claim q = { "churn", LIMIT };
+	size_t total = 0;
+	static unsigned char seen[JOBS + 1];
+	memset(seen, 0, sizeof seen);
+	while (total < JOBS) {
+		bus_job *rows = NULL;
+		size_t n = 0;
+		ck_assert_int_eq(
+			ops->claim(st, T0, "n", LEASE, &q, 1, &rows, &n), 0);
+		ck_assert_msg(n <= LIMIT, "a claim of %d took %zu jobs", LIMIT,
+			      n);
+		ck_assert_uint_gt(n, 0);
+		for (size_t i = 0; i < n; i++) {
+			ck_assert(rows[i].id >= 1 && rows[i].id <= JOBS);
+			ck_assert_msg(!seen[rows[i].id], "job %lld claimed twice",
+				      (long long)rows[i].id);
+			seen[rows[i].id] = 1;
+		}
+		total += n;
+		bus_job_list_free(rows, n);
+	}
+	atomic_store(&c.stop, 1);
+	pthread_join(th, NULL);
+	ck_assert_uint_eq(total, JOBS);
+	ck_assert_int_gt(c.rounds, 0);
+	ops->close(c.s);
+}
+END_TEST
+
 /* wait_jobs until it returns something else than 0, for up to ~5 s. */
 static int wait_some(bus_store *s)
 {
@@ -336,6 +405,7 @@ static Suite *store_postgres_suite(void)
 	tcase_add_test(tc, the_claim_is_an_index_scan_without_a_sort);
 	tcase_add_test(tc, a_schema_holds_tables_of_its_own);
 	tcase_add_test(tc, unnamed_statements_work_alike);
+	tcase_add_test(tc, a_claim_keeps_its_limit_while_rows_change);
 	tcase_add_test(tc, listeners_hear_inserts_into_their_queues);
 	tcase_add_test(tc, notify_off_inserts_without_waking);
 	store_cases_add(tc, &fixture);
