@@ -24,16 +24,28 @@ static const char list_sql[] =
 	"AND ($4::text IS NULL OR kind = $4::text) "
 	"ORDER BY id LIMIT $5::int8";
 
+/* Every SET expression reads the row as it was: an executing job only
+ * records the request (once: a second cancel keeps the first time), the
+ * others end cancelled. */
 static const char cancel_sql[] =
-	"UPDATE bus_jobs SET state = 5, "
-	"finished_at = COALESCE($1::timestamptz, now()), lease_until = NULL, "
-	"unique_key = CASE WHEN unique_states & 32 <> 0 THEN unique_key END "
+	"UPDATE bus_jobs SET "
+	"cancel_requested_at = CASE WHEN state = 2 THEN "
+	"COALESCE(cancel_requested_at, COALESCE($1::timestamptz, now())) END, "
+	"finished_at = CASE WHEN state = 2 THEN NULL "
+	"ELSE COALESCE($1::timestamptz, now()) END, "
+	"lease_until = CASE WHEN state = 2 THEN lease_until END, "
+	"unique_key = CASE WHEN state = 2 OR unique_states & 32 <> 0 "
+	"THEN unique_key END, "
+	"state = CASE WHEN state = 2 THEN 2 ELSE 5 END "
 	"WHERE id = $2::int8 AND state IN (0, 1, 2, 3)";
 
+/* A job already due keeps its scheduled_at: its place in line. */
 static const char retry_sql[] =
 	"UPDATE bus_jobs SET state = 0, "
-	"scheduled_at = COALESCE($1::timestamptz, now()), "
-	"finished_at = NULL, lease_until = NULL, "
+	"scheduled_at = CASE WHEN state IN (0, 1, 3) AND "
+	"scheduled_at <= COALESCE($1::timestamptz, now()) THEN scheduled_at "
+	"ELSE COALESCE($1::timestamptz, now()) END, "
+	"finished_at = NULL, lease_until = NULL, cancel_requested_at = NULL, "
 	"max_attempts = CASE WHEN attempt >= max_attempts THEN attempt + 1 "
 	"ELSE max_attempts END, "
 	"unique_key = CASE WHEN unique_states & 1 <> 0 THEN unique_key END "

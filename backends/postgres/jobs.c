@@ -1,5 +1,6 @@
 /*
- * The worker's other operations: finish, extend and expired.
+ * The worker's other operations: finish, extend, expired and
+ * cancel_pending.
  *
  * finish and extend take a batch as one UPDATE each: the batch is a set of
  * arrays unnested into rows and joined to the jobs by id, with the guard
@@ -15,13 +16,20 @@
  * judged after the first is applied, as one at a time would be). */
 #define CHUNK_MAX 1000
 
+/* The state an outcome gives: a pending cancel request ends every outcome
+ * but a success cancelled (backend.h). Every SET expression reads the row
+ * as it was, the request included. */
+#define NEW_STATE                                                              \
+	"(CASE WHEN j.cancel_requested_at IS NULL OR b.st = 4 THEN b.st "     \
+	"ELSE 5 END)"
+
 /* An error is appended as {"attempt":..,"at":..,"error":..} with the text
  * quoted by cJSON, byte for byte what the memory store writes. */
 static const char finish_sql[] =
 	"UPDATE bus_jobs j SET "
 	"attempt = j.attempt - CASE WHEN b.refund AND j.attempt > 0 "
 	"THEN 1 ELSE 0 END, "
-	"scheduled_at = CASE WHEN b.st IN (0, 1, 3) AND b.delay >= 0 "
+	"scheduled_at = CASE WHEN " NEW_STATE " IN (0, 1, 3) AND b.delay >= 0 "
 	"THEN n.now + b.delay * interval '1 microsecond' "
 	"ELSE j.scheduled_at END, "
 	"errors = CASE WHEN b.err IS NULL THEN j.errors ELSE ("
@@ -29,11 +37,11 @@ static const char finish_sql[] =
 	"ELSE left(rtrim(j.errors::text), -1) || ',' END || "
 	"'{\"attempt\":' || b.attempt || ',\"at\":' || n.us || "
 	"',\"error\":' || b.err || '}]')::json END, "
-	"finished_at = CASE WHEN b.st IN (4, 5, 6) THEN n.now END, "
+	"finished_at = CASE WHEN " NEW_STATE " IN (4, 5, 6) THEN n.now END, "
 	"lease_until = NULL, "
-	"unique_key = CASE WHEN (j.unique_states::int4 >> b.st) & 1 = 1 "
-	"THEN j.unique_key END, "
-	"state = b.st "
+	"unique_key = CASE WHEN (j.unique_states::int4 >> " NEW_STATE
+	") & 1 = 1 THEN j.unique_key END, "
+	"state = " NEW_STATE ", cancel_requested_at = NULL "
 	"FROM (SELECT t.now, (extract(epoch FROM t.now) * 1000000)::int8 "
 	"AS us FROM (SELECT COALESCE($1::timestamptz, now()) AS now) t) n, "
 	"unnest($2::int4[], $3::int8[], $4::text[], $5::int4[], $6::bool[], "
@@ -43,12 +51,22 @@ static const char finish_sql[] =
 	"AND j.attempt = b.attempt AND (NOT b.oie OR j.lease_until < n.now) "
 	"RETURNING b.i";
 
+/* NOWAIT: a renewal fails at once on a row another transaction holds, and
+ * the core then renews the others one by one (backend.h). */
 static const char extend_sql[] =
 	"UPDATE bus_jobs j SET lease_until = COALESCE($1::timestamptz, now()) "
 	"+ $2::int8 * interval '1 microsecond' "
-	"FROM unnest($3::int4[], $4::int8[], $5::int4[]) AS b(i, id, attempt) "
-	"WHERE j.id = b.id AND j.state = 2 AND j.attempted_by = $6::text "
-	"AND j.attempt = b.attempt RETURNING b.i";
+	"FROM (SELECT x.id, b.i FROM unnest($3::int4[], $4::int8[], "
+	"$5::int4[]) AS b(i, id, attempt) JOIN bus_jobs x ON x.id = b.id "
+	"WHERE x.state = 2 AND x.attempted_by = $6::text "
+	"AND x.attempt = b.attempt FOR UPDATE OF x NOWAIT) b "
+	"WHERE j.id = b.id RETURNING b.i";
+
+static const char cancel_pending_sql[] =
+	"SELECT b.i FROM unnest($1::int4[], $2::int8[], $3::int4[]) "
+	"AS b(i, id, attempt) JOIN bus_jobs j ON j.id = b.id "
+	"WHERE j.state = 2 AND j.attempted_by = $4::text "
+	"AND j.attempt = b.attempt AND j.cancel_requested_at IS NOT NULL";
 
 static const char expired_sql[] =
 	"SELECT " PG_JOB_COLS " FROM bus_jobs "
@@ -272,6 +290,11 @@ static int extend_op(bus_store *s, void *arg)
 		mark_returned(r, a->held, 0, a->n);
 		PQclear(r);
 	}
+	/* A row another transaction holds: fail at once, not after the
+	 * wrapper's retries (the core renews the jobs one by one). */
+	if (rc == PG_ERR_DB && strcmp(c->sqlstate, "55P03") == 0)
+		return bus__pg_report(s, c, "extending leases (a job is "
+					    "locked by another transaction)");
 	return rc;
 }
 
@@ -344,5 +367,67 @@ int bus__pg_expired(bus_store *s, int64_t now, size_t limit, bus_job **out,
 		*out = a.rows;
 		*n_out = a.n;
 	}
+	return rc;
+}
+
+/* ---- cancel_pending ---- */
+
+struct pending_arg {
+	const char *node;
+	const int64_t *ids;
+	const int *attempts;
+	size_t n;
+	unsigned char *pending;
+};
+
+static int pending_op(bus_store *s, void *arg)
+{
+	struct pending_arg *a = arg;
+	memset(a->pending, 0, a->n);
+	struct pg_params p;
+	struct pg_array idx, ids, att;
+	int rc = bus__pg_params_init(&p, 4);
+	if (rc != 0)
+		return rc;
+	bus__pg_array_init(&idx, PG_INT4);
+	bus__pg_array_init(&ids, PG_INT8);
+	bus__pg_array_init(&att, PG_INT4);
+	for (size_t k = 0; k < a->n; k++) {
+		bus__pg_a_int4(&idx, (int32_t)k);
+		bus__pg_a_int8(&ids, a->ids[k]);
+		bus__pg_a_int4(&att, a->attempts[k]);
+	}
+	bus__pg_p_array(&p, &idx);
+	bus__pg_p_array(&p, &ids);
+	bus__pg_p_array(&p, &att);
+	bus__pg_p_text(&p, a->node);
+	PGresult *r = NULL;
+	rc = bus__pg_exec(&s->conn, SL_CANCEL_PENDING, cancel_pending_sql, &p,
+			  &r);
+	bus__pg_params_free(&p);
+	if (rc == 0) {
+		mark_returned(r, a->pending, 0, a->n);
+		PQclear(r);
+	}
+	return rc;
+}
+
+int bus__pg_cancel_pending(bus_store *s, const char *node,
+			   const int64_t *ids, const int *attempts, size_t n,
+			   unsigned char *pending)
+{
+	if (n == 0)
+		return 0;
+	if (node == NULL || ids == NULL || attempts == NULL || pending == NULL)
+		return s->env.error(BUS_EINVAL,
+				    "postgres store: cancel_pending: node, "
+				    "ids, attempts or pending is NULL");
+	if (n > INT32_MAX)
+		return s->env.error(BUS_EINVAL, "postgres store: "
+						"cancel_pending: too many jobs");
+	struct pending_arg a = { node, ids, attempts, n, pending };
+	int rc = bus__pg_run(s, "reading cancel requests", pending_op, &a);
+	if (rc != 0)
+		memset(pending, 0, n);
 	return rc;
 }

@@ -116,6 +116,7 @@ enum pg_slot {
 	SL_PAUSE,
 	SL_COUNTS,
 	SL_PRUNE,
+	SL_CANCEL_PENDING,
 	SL_COUNT
 };
 
@@ -265,8 +266,8 @@ const char *bus__pg_get_text(const PGresult *r, int row, int col);
 	"id, kind, handler, queue, priority, payload, meta, tags, state, "     \
 	"attempt, max_attempts, timeout_ms, scheduled_at, inserted_at, "       \
 	"attempted_at, lease_until, finished_at, attempted_by, errors, "       \
-	"unique_key, unique_states"
-#define PG_JOB_NCOLS 21
+	"unique_key, unique_states, cancel_requested_at"
+#define PG_JOB_NCOLS 22
 
 /* The rows of `r`, whose first columns are PG_JOB_COLS starting at column
  * `first`, into a malloc'd array (*out NULL when none). On failure
@@ -305,6 +306,9 @@ int bus__pg_extend(bus_store *s, int64_t now, const char *node,
 		   size_t n, unsigned char *held);
 int bus__pg_expired(bus_store *s, int64_t now, size_t limit, bus_job **out,
 		    size_t *n_out);
+int bus__pg_cancel_pending(bus_store *s, const char *node,
+			   const int64_t *ids, const int *attempts, size_t n,
+			   unsigned char *pending);
 
 int bus__pg_listen(bus_store *s, const char *const *queues, size_t n);
 int bus__pg_wait_jobs(bus_store *s, int timeout_ms);

@@ -89,6 +89,7 @@ static const struct bus_store_ops pg_ops = {
 	.counts = bus__pg_counts,
 	.prune = bus__pg_prune,
 	.insert_tx = bus__pg_insert_tx,
+	.cancel_pending = bus__pg_cancel_pending,
 	.listen = bus__pg_listen,
 	.wait_jobs = bus__pg_wait_jobs,
 };

@@ -26,6 +26,7 @@ enum {
 	C_ERRORS,
 	C_UNIQUE_KEY,
 	C_UNIQUE_STATES,
+	C_CANCEL_REQUESTED,
 };
 
 static void job_strings_free(bus_job *j)
@@ -95,6 +96,7 @@ static int row_to_job(const PGresult *r, int row, int f, bus_job *j)
 	j->finished_at = bus__pg_get_time(r, row, f + C_FINISHED);
 	j->unique_states =
 		(unsigned)bus__pg_get_int(r, row, f + C_UNIQUE_STATES);
+	j->cancel_requested_at = bus__pg_get_time(r, row, f + C_CANCEL_REQUESTED);
 	return 0;
 }
 

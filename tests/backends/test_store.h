@@ -135,6 +135,13 @@ static inline int test_insert_tx(bus_store *s, void *tx, int64_t now,
 	return test_fail(s, "insert_tx");
 }
 
+static inline int test_cancel_pending(bus_store *s, const char *node,
+				      const int64_t *ids, const int *attempts,
+				      size_t n, unsigned char *pending)
+{
+	return test_fail(s, "cancel_pending");
+}
+
 /* An initializer for struct bus_store_ops with every operation but claim,
  * which is `claim_op` so that one plug-in can leave it out. */
 #define TEST_STORE_OPS(abi, store_name, claim_op)                              \
@@ -149,7 +156,8 @@ static inline int test_insert_tx(bus_store *s, void *tx, int64_t now,
 		.remove = test_remove, .set_paused = test_set_paused,          \
 		.counts = test_counts, .prune = test_prune,                    \
 		.insert_tx = test_insert_tx,                                   \
-		/* No push wake-up (ABI 2, optional). */                       \
+		.cancel_pending = test_cancel_pending,                         \
+		/* No push wake-up (ABI 3, optional). */                       \
 		.listen = NULL, .wait_jobs = NULL,                             \
 	}
 
