@@ -490,9 +490,13 @@ static void *fetcher(void *arg)
 
 		bus_job *rows = NULL;
 		size_t n = 0;
+		int64_t t0 = bus__mono_ns();
 		int rc = b->store.ops->claim(w->fetch_store, bus__now(b),
 					     w->node, w->lease_us, req,
 					     w->n_queues, &rows, &n);
+		atomic_fetch_add(&w->stats.claims, 1);
+		atomic_fetch_add(&w->stats.claim_ns,
+				 (uint64_t)(bus__mono_ns() - t0));
 		if (rc != 0) {
 			/* Keep going: the store may come back. */
 			if (!complained++)

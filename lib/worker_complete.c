@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "core.h"
 #include "error.h"
 #include "json_check.h"
@@ -208,8 +209,16 @@ static void write_refused(struct isolation *x, const bus_store_finish *it,
 	f.refund_attempt = 0;
 	f.error = why;
 	if (b->store.ops->finish(x->s, bus__now(b), &f, 1, applied) == 0) {
-		if (*applied)
-			*applied = 2; /* recorded, as discarded */
+		if (!*applied) {
+			/* Its guard failed: rescued or finished meanwhile, it
+			 * is not this worker's any more (counted lost). */
+			bus__log(&b->log, BUS_LOG_WARN,
+				 "worker '%s': job %lld: %s; it is no longer "
+				 "this worker's, so its fate stands",
+				 x->w->node, (long long)it->id, why);
+			return;
+		}
+		*applied = 2; /* recorded, as discarded */
 		atomic_fetch_add(&x->w->stats.refused, 1);
 		bus__log(&b->log, BUS_LOG_ERROR,
 			 "worker '%s': job %lld: %s; it was recorded "
@@ -299,6 +308,9 @@ static void write_batch(struct bus_worker *w, bus_store_finish *items,
 	unsigned char stack_applied[128];
 	unsigned char *applied = n <= sizeof stack_applied ? stack_applied
 							   : malloc(n);
+	/* The time a batch takes to be written, retries included, for
+	 * bus_metrics_render. */
+	int64_t t0 = bus__mono_ns();
 	if (applied == NULL) {
 		/* Out of memory: one at a time needs one byte. */
 		for (size_t i = 0; i < n; i++) {
@@ -313,6 +325,8 @@ static void write_batch(struct bus_worker *w, bus_store_finish *items,
 		for (size_t i = 0; i < n; i++)
 			count(w, &items[i], applied[i]);
 	}
+	atomic_fetch_add(&w->stats.finishes, 1);
+	atomic_fetch_add(&w->stats.finish_ns, (uint64_t)(bus__mono_ns() - t0));
 	if (applied != stack_applied)
 		free(applied);
 	pthread_mutex_lock(&w->lock);

@@ -57,7 +57,7 @@ static void run_job(struct worker_slot *slot, struct bus_outcome *o)
 	bus *b = w->bus;
 	const bus_job *job = &slot->job;
 	const struct bus_handler *h =
-		bus__registry_find_durable(&b->registry, job->handler);
+		bus__registry_find_runner(&b->registry, job->handler);
 	o->rc = 0;
 	o->error = NULL;
 	o->snooze_s = 0;
@@ -151,7 +151,7 @@ static void finish_job(struct worker_slot *slot, const struct bus_outcome *o)
 					BUS_JOB_AVAILABLE, -1, NULL, 1 };
 	} else {
 		const struct bus_handler *h =
-			bus__registry_find_durable(&w->bus->registry,
+			bus__registry_find_runner(&w->bus->registry,
 						   job->handler);
 		bus__policy_decide(&f, job, h, w->node, o);
 		if (f.state == BUS_JOB_RETRYABLE &&

@@ -13,7 +13,8 @@ top=$(pwd)
 
 packages=(build-essential autoconf automake libtool pkg-config check
 	libcjson-dev libbsd-dev libmd-dev libmariadb-dev libpq-dev
-	mariadb-server mariadb-client postgresql-15 postgresql-client-15 pgbouncer)
+	mariadb-server mariadb-client curl postgresql-15 postgresql-client-15
+	pgbouncer)
 
 install_missing() {
 	local missing=()

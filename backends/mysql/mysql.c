@@ -101,6 +101,7 @@ static const struct bus_store_ops my_ops = {
 	.prune = bus__my_prune,
 	.insert_tx = bus__my_insert_tx,
 	.cancel_pending = bus__my_cancel_pending,
+	.paused_queues = bus__my_paused_queues,
 	/* No push wake-up: MySQL has no LISTEN; workers poll. */
 	.listen = NULL,
 	.wait_jobs = NULL,

@@ -383,6 +383,57 @@ int bus__pg_counts(bus_store *s, bus_job_count **out, size_t *n_out)
 	return rc;
 }
 
+/* ---- paused queues ---- */
+
+static const char paused_sql[] =
+	"SELECT name FROM bus_queues WHERE paused ORDER BY name";
+
+struct paused_arg {
+	bus_queue_info *q;
+	size_t n;
+};
+
+static int paused_op(bus_store *s, void *arg)
+{
+	struct paused_arg *a = arg;
+	free(a->q);
+	a->q = NULL;
+	a->n = 0;
+	PGresult *r = NULL;
+	int rc = bus__pg_exec(&s->conn, SL_PAUSED, paused_sql, NULL, &r);
+	if (rc != 0)
+		return rc;
+	int n = PQntuples(r);
+	if (n > 0 && (a->q = calloc((size_t)n, sizeof *a->q)) == NULL) {
+		PQclear(r);
+		return PG_ERR_NOMEM;
+	}
+	for (int i = 0; i < n; i++) {
+		/* A name longer than the field is cut, as in counts. */
+		snprintf(a->q[i].name, sizeof a->q[i].name, "%s",
+			 PQgetvalue(r, i, 0));
+		a->q[i].paused = 1;
+	}
+	a->n = (size_t)n;
+	PQclear(r);
+	return 0;
+}
+
+int bus__pg_paused_queues(bus_store *s, bus_queue_info **out, size_t *n_out)
+{
+	*out = NULL;
+	*n_out = 0;
+	struct paused_arg a = { NULL, 0 };
+	int rc = bus__pg_run(s, "listing paused queues", paused_op, &a);
+	if (rc == 0) {
+		*out = a.q;
+		*n_out = a.n;
+	} else {
+		free(a.q);
+	}
+	return rc;
+}
+
 /* ---- prune ---- */
 
 struct prune_arg {

@@ -90,6 +90,7 @@ static const struct bus_store_ops pg_ops = {
 	.prune = bus__pg_prune,
 	.insert_tx = bus__pg_insert_tx,
 	.cancel_pending = bus__pg_cancel_pending,
+	.paused_queues = bus__pg_paused_queues,
 	.listen = bus__pg_listen,
 	.wait_jobs = bus__pg_wait_jobs,
 };

@@ -1,5 +1,5 @@
 /* A plug-in built for an older store ABI than the core's (the one before
- * it: 2, before the push wake-up operations). */
+ * it: 3, before the push wake-up operations). */
 #include "test_store.h"
 
 static const struct bus_store_ops ops =
