@@ -20,6 +20,12 @@
  *                        committed) but the client never learns it.
  *   reset-mid PATTERN    the next such statement is cut: half of its
  *                        packet is passed, then the connection is reset.
+ *   drop-reply PATTERN after PRIOR
+ *   reset-mid PATTERN after PRIOR
+ *                        the same, but only on a connection that has run
+ *                        a statement containing PRIOR (to hit the COMMIT
+ *                        of one kind of transaction: "drop-reply COMMIT
+ *                        after claim_token").
  *   stall                stop passing bytes in both directions, on every
  *                        connection, new ones included (they are accepted
  *                        and held); the sockets stay open.
@@ -36,7 +42,9 @@
  * TLS or compression (ssl-mode=disabled in the URL), or no statement is
  * recognised (the bytes are still passed).
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -54,7 +62,7 @@
 
 #define MAX_CONNS 128
 #define BUF_CAP (1u << 20) /* a packet held whole up to this size */
-#define WATCH_MAX 32	   /* prepared statements watched per connection */
+#define WATCH_MAX 1024	   /* prepared statements known per connection */
 #define PATTERN_MAX 256
 
 enum rule { R_NONE, R_DROP_REPLY, R_RESET_MID };
@@ -73,10 +81,17 @@ struct conn {
 	/* Client->server framing: bytes of the current packet still to
 	 * pass without looking (a packet larger than BUF_CAP). */
 	size_t up_skip;
-	/* A COM_STMT_PREPARE matched: its reply gives an id to watch. */
-	int await_prepare_id;
-	uint32_t watch[WATCH_MAX];
+	/* The text of a COM_STMT_PREPARE sent, waiting for the id its reply
+	 * gives; the statements prepared, by id (kept whatever is armed, so
+	 * that a rule armed later knows statements prepared before). */
+	char *await_prepare;
+	struct {
+		uint32_t id;
+		char *text;
+	} watch[WATCH_MAX];
 	int n_watch;
+	/* A statement containing the prior pattern ran here. */
+	int primed;
 	/* The statement the rule fired on was passed: reset at the first
 	 * byte of the reply. */
 	int drop_at_reply;
@@ -88,6 +103,7 @@ static int target_port;
 static int stalled;
 static enum rule armed = R_NONE;
 static char pattern[PATTERN_MAX];
+static char prior[PATTERN_MAX]; /* "": no prior statement needed */
 static unsigned long accepted, fired;
 
 static void reply(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -144,6 +160,9 @@ static void conn_close(int i, int with_reset)
 	}
 	free(c->up.p);
 	free(c->down.p);
+	free(c->await_prepare);
+	for (int k = 0; k < c->n_watch; k++)
+		free(c->watch[k].text);
 	conns[i] = conns[--n_conns];
 }
 
@@ -183,22 +202,32 @@ static void accept_one(int lfd)
 	accepted++;
 }
 
-/* Whether payload[0..len) holds the pattern, ignoring ASCII case (SQL
+/* Whether payload[0..len) holds `pattern`, ignoring ASCII case (SQL
  * keywords may be written either way). */
-static int has_pattern(const unsigned char *payload, size_t len)
+static int contains(const unsigned char *payload, size_t len,
+		    const char *needle)
 {
-	size_t plen = strlen(pattern);
+	size_t plen = strlen(needle);
 	for (size_t i = 0; plen > 0 && i + plen <= len; i++)
-		if (strncasecmp((const char *)payload + i, pattern, plen) == 0)
+		if (strncasecmp((const char *)payload + i, needle, plen) == 0)
 			return 1;
 	return 0;
 }
 
+/* The bits (1 pattern, 2 prior) a statement's text matches. */
+static int text_matches(const unsigned char *text, size_t len)
+{
+	return (contains(text, len, pattern) ? 1 : 0) |
+	       (prior[0] != '\0' && contains(text, len, prior) ? 2 : 0);
+}
+
+/* What the prepared statement `id` matches. */
 static int watched(const struct conn *c, uint32_t id)
 {
 	for (int k = 0; k < c->n_watch; k++)
-		if (c->watch[k] == id)
-			return 1;
+		if (c->watch[k].id == id)
+			return text_matches((const unsigned char *)c->watch[k].text,
+					    strlen(c->watch[k].text));
 	return 0;
 }
 
@@ -206,24 +235,33 @@ static int watched(const struct conn *c, uint32_t id)
  * armed rule waits for. */
 static int matches(struct conn *c, const unsigned char *payload, size_t len)
 {
+	if (len > 0 && payload[0] == 0x16) {
+		/* COM_STMT_PREPARE: its reply gives the id. */
+		free(c->await_prepare);
+		c->await_prepare = strndup((const char *)payload + 1, len - 1);
+		return 0;
+	}
 	if (armed == R_NONE || len == 0)
 		return 0;
+	int what = 0;
 	switch (payload[0]) {
 	case 0x03: /* COM_QUERY */
-		return has_pattern(payload + 1, len - 1);
-	case 0x16: /* COM_STMT_PREPARE: watch the id its reply gives */
-		if (has_pattern(payload + 1, len - 1))
-			c->await_prepare_id = 1;
-		return 0;
+		what = text_matches(payload + 1, len - 1);
+		break;
 	case 0x17: /* COM_STMT_EXECUTE: stmt id, 4 bytes little-endian */
-		if (len < 5)
-			return 0;
-		return watched(c, (uint32_t)payload[1] |
-					  (uint32_t)payload[2] << 8 |
-					  (uint32_t)payload[3] << 16 |
-					  (uint32_t)payload[4] << 24);
+		if (len >= 5)
+			what = watched(c, (uint32_t)payload[1] |
+						  (uint32_t)payload[2] << 8 |
+						  (uint32_t)payload[3] << 16 |
+						  (uint32_t)payload[4] << 24);
+		break;
 	default: return 0;
 	}
+	if ((what & 1) && (prior[0] == '\0' || c->primed))
+		return 1;
+	if (what & 2)
+		c->primed = 1;
+	return 0;
 }
 
 /* Writes what it can of b to fd; -1 when the peer is gone. */
@@ -297,16 +335,20 @@ static int scan_down(struct conn *c)
 	struct pipe_buf *b = &c->down;
 	if (c->drop_at_reply && b->len > 0)
 		return 1;
-	if (c->await_prepare_id) {
+	if (c->await_prepare != NULL) {
 		if (b->len < 9)
 			return 0; /* hold until the id is there */
 		/* COM_STMT_PREPARE_OK: 0x00, then the statement id. */
-		if (b->p[4] == 0x00 && c->n_watch < WATCH_MAX)
-			c->watch[c->n_watch++] =
+		if (b->p[4] == 0x00 && c->n_watch < WATCH_MAX) {
+			c->watch[c->n_watch].id =
 				(uint32_t)b->p[5] | (uint32_t)b->p[6] << 8 |
 				(uint32_t)b->p[7] << 16 |
 				(uint32_t)b->p[8] << 24;
-		c->await_prepare_id = 0;
+			c->watch[c->n_watch++].text = c->await_prepare;
+		} else {
+			free(c->await_prepare);
+		}
+		c->await_prepare = NULL;
 	}
 	b->scanned = b->len;
 	return 0;
@@ -337,7 +379,16 @@ static void command(char *line)
 			reply("error %s needs a pattern", line);
 			return;
 		}
+		char *after = strstr(arg, " after ");
+		prior[0] = '\0';
+		if (after != NULL) {
+			*after = '\0';
+			snprintf(prior, sizeof prior, "%s", after + 7);
+		}
 		snprintf(pattern, sizeof pattern, "%s", arg);
+		/* Statements seen before the rule was armed do not count. */
+		for (int i = 0; i < n_conns; i++)
+			conns[i].primed = 0;
 		armed = line[0] == 'd' ? R_DROP_REPLY : R_RESET_MID;
 		reply("ok armed");
 	} else if (strcmp(line, "disarm") == 0) {
