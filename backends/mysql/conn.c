@@ -559,18 +559,41 @@ int bus__my_report(const bus_store *s, const struct my_conn *c,
 			    what, c->err_msg, c->err_no);
 }
 
+static int64_t monotonic_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /* Connects, trying again for a few seconds while the server cannot be
- * reached (a restart, a fail-over). */
+ * reached (a restart, a fail-over). No attempt starts after the pauses'
+ * total has passed, so that an unreachable server (each attempt waiting
+ * up to connect-timeout) ends the call in bounded time; once a window has
+ * passed in vain, calls try once until the server answers again. */
 static int reconnect(bus_store *s)
 {
 	int rc = MY_ERR_DB;
+	if (s->conn.unreachable) {
+		rc = bus__my_connect(s);
+		if (rc == 0)
+			s->conn.unreachable = 0;
+		return rc;
+	}
+	long window = 0;
+	for (size_t i = 0; i < sizeof reconnect_ms / sizeof *reconnect_ms; i++)
+		window += reconnect_ms[i];
+	int64_t start = monotonic_ms();
 	for (size_t i = 0; i < sizeof reconnect_ms / sizeof *reconnect_ms;
 	     i++) {
+		if (i > 0 && monotonic_ms() - start >= window)
+			break;
 		sleep_ms(reconnect_ms[i]);
 		rc = bus__my_connect(s);
 		if (rc != MY_ERR_DB || classify(s->conn.err_no) != FT_CONN)
 			return rc;
 	}
+	s->conn.unreachable = 1;
 	return rc;
 }
 

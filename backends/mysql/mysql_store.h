@@ -158,6 +158,10 @@ struct my_conn {
 	unsigned long auto_inc_step, max_packet;
 	int session_read;
 	int in_tx; /* a transaction begun here is open */
+	/* The last reconnect gave up: the next one tries once, not for the
+	 * whole window, until a connection succeeds (so that a dead network
+	 * does not cost every call the full window). */
+	int unreachable;
 	/* The last error (MY_ERR_DB). */
 	unsigned err_no;
 	char err_msg[400];
