@@ -562,6 +562,13 @@ static int mem_expired(bus_store *s, int64_t now, size_t limit, bus_job **out,
 	return 0;
 }
 
+static int mem_now(bus_store *s, int64_t *out)
+{
+	(void)s;
+	*out = clock_now(0);
+	return 0;
+}
+
 const struct bus_store_ops bus__memory_store_ops = {
 	.abi_version = BUS_STORE_ABI_VERSION,
 	.name = "memory",
@@ -583,4 +590,5 @@ const struct bus_store_ops bus__memory_store_ops = {
 	.set_paused = bus__memory_set_paused,
 	.counts = bus__memory_counts,
 	.prune = bus__memory_prune,
+	.now = mem_now,
 };

@@ -558,6 +558,19 @@ int bus__my_insert(bus_store *s, int64_t now, const bus_store_new_job *jobs,
 				   insert_landed, &a);
 }
 
+/* ---- The server's clock ---- */
+
+static int now_op(bus_store *s, void *arg)
+{
+	return server_now(&s->conn, arg);
+}
+
+int bus__my_now(bus_store *s, int64_t *out)
+{
+	*out = 0;
+	return bus__my_run(s, "reading the server's clock", now_op, out);
+}
+
 /* ---- The outbox ---- */
 
 static int non_ascii(const char *s)

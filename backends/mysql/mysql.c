@@ -100,11 +100,12 @@ static const struct bus_store_ops my_ops = {
 	.counts = bus__my_counts,
 	.prune = bus__my_prune,
 	.insert_tx = bus__my_insert_tx,
+	.now = bus__my_now,
 };
 
 const struct bus_store_ops *bus_backend_entry(uint32_t core_abi)
 {
 	/* Operations are only appended: any core of ABI 1 or later reads
-	 * a prefix of these. */
+	 * a prefix of these (this is ABI 2). */
 	return core_abi >= 1 ? &my_ops : NULL;
 }

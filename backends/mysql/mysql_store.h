@@ -321,6 +321,8 @@ int bus__my_insert(bus_store *s, int64_t now, const bus_store_new_job *jobs,
 int bus__my_insert_tx(bus_store *s, void *tx, int64_t now,
 		      const bus_store_new_job *jobs, size_t n,
 		      bus_enqueue_result *results);
+/* The server's clock (UTC_TIMESTAMP(6)). */
+int bus__my_now(bus_store *s, int64_t *out);
 
 int bus__my_claim(bus_store *s, int64_t now, const char *node, int64_t lease_us,
 		  const bus_store_claim *queues, size_t n_queues, bus_job **out,

@@ -29,7 +29,7 @@
 extern "C" {
 #endif
 
-#define BUS_STORE_ABI_VERSION 1
+#define BUS_STORE_ABI_VERSION 2
 
 typedef struct bus_store bus_store; /* the backend's connection */
 
@@ -183,6 +183,14 @@ struct bus_store_ops {
 	int (*insert_tx)(bus_store *s, void *tx, int64_t now,
 			 const bus_store_new_job *jobs, size_t n,
 			 bus_enqueue_result *results);
+
+	/* ---- ABI 2 ---- */
+
+	/* The store's clock: the time (microseconds since the epoch) it
+	 * stamps with when an operation is given now = 0. The core reads it
+	 * where it must decide with the same time the store will store (a
+	 * unique period's bucket), since producers' clocks may be skewed. */
+	int (*now)(bus_store *s, int64_t *out);
 };
 
 /* The one symbol a backend exports. `core_abi` is the core's

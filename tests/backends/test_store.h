@@ -135,6 +135,12 @@ static inline int test_insert_tx(bus_store *s, void *tx, int64_t now,
 	return test_fail(s, "insert_tx");
 }
 
+static inline int test_now(bus_store *s, int64_t *out)
+{
+	*out = 0;
+	return test_fail(s, "now");
+}
+
 /* An initializer for struct bus_store_ops with every operation but claim,
  * which is `claim_op` so that one plug-in can leave it out. */
 #define TEST_STORE_OPS(abi, store_name, claim_op)                              \
@@ -148,7 +154,7 @@ static inline int test_insert_tx(bus_store *s, void *tx, int64_t now,
 		.cancel = test_cancel, .retry = test_retry,                    \
 		.remove = test_remove, .set_paused = test_set_paused,          \
 		.counts = test_counts, .prune = test_prune,                    \
-		.insert_tx = test_insert_tx,                                   \
+		.insert_tx = test_insert_tx, .now = test_now,                  \
 	}
 
 #endif
