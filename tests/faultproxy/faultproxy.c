@@ -20,6 +20,16 @@
  *                        committed) but the client never learns it.
  *   reset-mid PATTERN    the next such statement is cut: half of its
  *                        packet is passed, then the connection is reset.
+ *   cut-reply PATTERN BYTES
+ *                        the next such statement is passed, and BYTES of
+ *                        its reply; then the connection is reset (in the
+ *                        middle of a result set, when BYTES is past its
+ *                        column definitions).
+ *   fail-reply PATTERN ERRNO
+ *                        the next such statement is not passed: the client
+ *                        gets an error packet with ERRNO ("injected by
+ *                        faultproxy") instead, as if the server had
+ *                        refused it, and the connection goes on.
  *   drop-reply PATTERN after PRIOR
  *   reset-mid PATTERN after PRIOR
  *                        the same, but only on a connection that has run
@@ -65,7 +75,7 @@
 #define WATCH_MAX 1024	   /* prepared statements known per connection */
 #define PATTERN_MAX 256
 
-enum rule { R_NONE, R_DROP_REPLY, R_RESET_MID };
+enum rule { R_NONE, R_DROP_REPLY, R_RESET_MID, R_CUT_REPLY, R_FAIL_REPLY };
 
 /* Bytes read from one side, not yet written to the other. */
 struct pipe_buf {
@@ -95,6 +105,9 @@ struct conn {
 	/* The statement the rule fired on was passed: reset at the first
 	 * byte of the reply. */
 	int drop_at_reply;
+	/* cut-reply fired: bytes of the reply still to pass before the
+	 * reset (-1: none armed). */
+	long cut_left;
 };
 
 static struct conn conns[MAX_CONNS];
@@ -104,6 +117,7 @@ static int stalled;
 static enum rule armed = R_NONE;
 static char pattern[PATTERN_MAX];
 static char prior[PATTERN_MAX]; /* "": no prior statement needed */
+static long rule_arg;		/* BYTES or ERRNO */
 static unsigned long accepted, fired;
 
 static void reply(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -189,6 +203,7 @@ static void accept_one(int lfd)
 	memset(c, 0, sizeof *c);
 	c->client = cfd;
 	c->server = sfd;
+	c->cut_left = -1;
 	c->up.p = malloc(BUF_CAP);
 	c->down.p = malloc(BUF_CAP);
 	if (c->up.p == NULL || c->down.p == NULL) {
@@ -284,6 +299,33 @@ static int flush_buf(int fd, struct pipe_buf *b, size_t upto)
 	return 0;
 }
 
+/* Answers for the server: an ERR packet after the client's packet of
+ * sequence `seq`, put where the server's bytes wait to be passed. */
+static void fail_reply(struct conn *c, unsigned char seq)
+{
+	static const char msg[] = "injected by faultproxy";
+	unsigned char pkt[4 + 9 + sizeof msg];
+	size_t len = 9 + sizeof msg - 1;
+	pkt[0] = (unsigned char)len;
+	pkt[1] = 0;
+	pkt[2] = 0;
+	pkt[3] = (unsigned char)(seq + 1);
+	pkt[4] = 0xff;
+	pkt[5] = (unsigned char)(rule_arg & 0xff);
+	pkt[6] = (unsigned char)(rule_arg >> 8);
+	memcpy(pkt + 7, "#HY000", 6);
+	memcpy(pkt + 13, msg, sizeof msg - 1);
+	struct pipe_buf *d = &c->down;
+	if (d->len + 4 + len > BUF_CAP)
+		return;
+	/* After what the server sent and was judged, before the rest. */
+	memmove(d->p + d->scanned + 4 + len, d->p + d->scanned,
+		d->len - d->scanned);
+	memcpy(d->p + d->scanned, pkt, 4 + len);
+	d->len += 4 + len;
+	d->scanned += 4 + len;
+}
+
 /*
  * Judges the client's bytes packet by packet, marking those that may
  * pass (up.scanned). Returns 1 when the connection must be reset now.
@@ -321,7 +363,17 @@ static int scan_up(struct conn *c)
 				b->scanned += 4 + plen / 2;
 				return 1;
 			}
-			c->drop_at_reply = 1;
+			if (r == R_FAIL_REPLY) {
+				fail_reply(c, h[3]);
+				memmove(b->p + b->scanned, b->p + b->scanned + 4 + plen,
+					b->len - b->scanned - 4 - plen);
+				b->len -= 4 + plen;
+				continue;
+			}
+			if (r == R_CUT_REPLY)
+				c->cut_left = rule_arg;
+			else
+				c->drop_at_reply = 1;
 		}
 		b->scanned += 4 + plen;
 	}
@@ -329,12 +381,24 @@ static int scan_up(struct conn *c)
 }
 
 /* Looks at the server's bytes: a watched prepare's id, or the reply a
- * rule swallows. Returns 1 when the connection must be reset now. */
+ * rule swallows or cuts. Returns 1 when the connection must be reset now,
+ * 2 when it must be once the bytes judged are passed. */
 static int scan_down(struct conn *c)
 {
 	struct pipe_buf *b = &c->down;
 	if (c->drop_at_reply && b->len > 0)
 		return 1;
+	if (c->cut_left >= 0) {
+		size_t fresh = b->len - b->scanned;
+		if (fresh < (size_t)c->cut_left) {
+			c->cut_left -= (long)fresh;
+			b->scanned = b->len;
+			return 0;
+		}
+		b->scanned += (size_t)c->cut_left;
+		c->cut_left = -1;
+		return 2;
+	}
 	if (c->await_prepare != NULL) {
 		if (b->len < 9)
 			return 0; /* hold until the id is there */
@@ -374,10 +438,27 @@ static void command(char *line)
 	char *arg = strchr(line, ' ');
 	if (arg != NULL)
 		*arg++ = '\0';
-	if (strcmp(line, "drop-reply") == 0 || strcmp(line, "reset-mid") == 0) {
+	int with_number = strcmp(line, "cut-reply") == 0 ||
+			  strcmp(line, "fail-reply") == 0;
+	if (strcmp(line, "drop-reply") == 0 || strcmp(line, "reset-mid") == 0 ||
+	    with_number) {
 		if (arg == NULL || *arg == '\0' || strlen(arg) >= PATTERN_MAX) {
 			reply("error %s needs a pattern", line);
 			return;
+		}
+		rule_arg = 0;
+		if (with_number) {
+			char *num = strrchr(arg, ' ');
+			char *end = NULL;
+			if (num != NULL)
+				rule_arg = strtol(num + 1, &end, 10);
+			if (num == NULL || end == num + 1 || *end != '\0' ||
+			    rule_arg < 0 ||
+			    rule_arg > (line[0] == 'f' ? 65535 : 1L << 30)) {
+				reply("error %s needs PATTERN NUMBER", line);
+				return;
+			}
+			*num = '\0';
 		}
 		char *after = strstr(arg, " after ");
 		prior[0] = '\0';
@@ -389,7 +470,10 @@ static void command(char *line)
 		/* Statements seen before the rule was armed do not count. */
 		for (int i = 0; i < n_conns; i++)
 			conns[i].primed = 0;
-		armed = line[0] == 'd' ? R_DROP_REPLY : R_RESET_MID;
+		armed = line[0] == 'd'	 ? R_DROP_REPLY
+			: line[0] == 'r' ? R_RESET_MID
+			: line[0] == 'c' ? R_CUT_REPLY
+					 : R_FAIL_REPLY;
 		reply("ok armed");
 	} else if (strcmp(line, "disarm") == 0) {
 		armed = R_NONE;
@@ -503,12 +587,22 @@ int main(int argc, char **argv)
 			if (ps->revents & (POLLIN | POLLHUP | POLLERR))
 				gone |= fill(c->server, &c->down) < 0;
 			reset |= scan_up(c);
-			reset |= scan_down(c);
+			int down = scan_down(c);
+			reset |= down == 1;
 			if (!reset) {
 				gone |= flush_buf(c->server, &c->up,
 						  c->up.scanned) < 0;
 				gone |= flush_buf(c->client, &c->down,
 						  c->down.scanned) < 0;
+				if (down == 2) {
+					/* Pass the bytes before the cut, all
+					 * of them, then cut. */
+					while (c->down.scanned > 0 &&
+					       flush_buf(c->client, &c->down,
+							 c->down.scanned) == 0)
+						poll(NULL, 0, 1);
+					reset = 1;
+				}
 			} else {
 				/* Pass what was judged before the cut. */
 				flush_buf(c->server, &c->up, c->up.scanned);
