@@ -222,6 +222,7 @@ END_TEST
 TCase *contract_children(void)
 {
 	TCase *tc = contract_tcase("children");
+	tcase_set_tags(tc, "process");
 	tcase_add_test(tc, process_isolation_child_holds_no_inherited_descriptor);
 	tcase_add_test(tc,
 		       process_isolation_jobs_finish_after_sigterm_to_the_group);
