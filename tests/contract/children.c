@@ -7,6 +7,7 @@
  * terminal's Ctrl-C), which are the parent's to act on: the parent stops
  * gracefully and its children finish their jobs within the grace.
  */
+#include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -96,10 +97,13 @@ START_TEST(process_isolation_child_holds_no_inherited_descriptor)
 			break;
 		sleep_ms(5);
 	}
-	const struct cJSON *errors = job_errors(j);
+	struct cJSON *errors = job_errors(j);
+	char why[600];
+	snprintf(why, sizeof why, "%s",
+		 errors ? job_error_text(errors, 0) : "no error");
+	cJSON_Delete(errors);
 	ck_assert_msg(j->state == BUS_JOB_COMPLETED,
-		      "the child's descriptors: state %d, %s", j->state,
-		      errors ? job_error_text(errors, 0) : "no error");
+		      "the child's descriptors: state %d, %s", j->state, why);
 	bus_job_free(j);
 	bus_worker_free(w);
 	bus_close(b);
