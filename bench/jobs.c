@@ -6,6 +6,7 @@
  *   bench/jobs [--url URL] [--runs R] [--jobs N]
  *              [--only insert|work|workers|latency] [--raw R1,R2]
  *              [--prefetch P]
+ *   bench/jobs --defaults [--url URL] [--runs R] [--jobs N]
  *
  * Measurements, each on a fresh bus (bus_open + bus_migrate) on URL
  * (default "memory:"), with the payload {"user_id":42,"email":"a@example.com"}:
@@ -30,6 +31,17 @@
  *            (CLOCK_MONOTONIC) in its payload; the handler records its start
  *            time minus that. Once with poll_interval_ms 1 and once with the
  *            default. Figures: p50 and p99.
+ *
+ *   --defaults  (instead of the above) the worker at its default options
+ *            beside the tuned one, in the same run: N jobs inserted first,
+ *            then "tuned": one queue, concurrency 4, thread isolation and
+ *            the settings below (poll_interval_ms 1); then "defaults": a
+ *            worker made from BUS_WORKER_OPTS_INIT with only its queues
+ *            set, two of them at the default concurrency ({q, 0}), the
+ *            second always empty, and the default isolation (thread on
+ *            memory:, process on SQL stores); then the same with thread
+ *            isolation ("defaults, thread"). Figures: jobs/s and each
+ *            defaults case's rate over the tuned one, per run, medians.
  *
  * Workers run with fetch_batch 256, completer_batch 256 and prefetch
  * --prefetch (default 256). A worker holds at most concurrency + prefetch
@@ -448,6 +460,87 @@ static double measure_work(size_t n, bus_isolation iso, int concurrency)
 	return (double)n * 1e9 / (double)dt;
 }
 
+/* --defaults: N jobs through a worker at its defaults, serving the bench's
+ * queue and an empty one ({name, 0}: the default concurrency);
+ * `iso` BUS_ISOLATION_DEFAULT or THREAD. Nothing else is set. */
+static double measure_defaults(size_t n, bus_isolation iso)
+{
+	struct bench_bus bb;
+	bench_open(&bb, NULL);
+	insert_batched(bb.b, n);
+	char empty[80];
+	snprintf(empty, sizeof empty, "%s.empty", bb.queue);
+	bus_worker_queue qs[2] = { { bb.queue, 0 }, { empty, 0 } };
+	bus_worker_opts o = BUS_WORKER_OPTS_INIT;
+	o.queues = qs;
+	o.n_queues = 2;
+	o.isolation = iso;
+	bus_worker *w;
+	if (bus_worker_new(&w, bb.b, &o) != 0)
+		die("bus_worker_new");
+	atomic_store(&noop_calls, 0);
+	bus_worker_stats st;
+	int64_t t0 = now_ns();
+	if (bus_worker_start(w) != 0)
+		die("bus_worker_start");
+	wait_outcomes(w, n, &st);
+	int64_t dt = now_ns() - t0;
+	if (bus_worker_stop(w, 10000) != 0)
+		die("bus_worker_stop");
+	bus_worker_free(w);
+	if (st.completed != n) {
+		fprintf(stderr, "jobs: --defaults: %zu jobs, but %llu completed\n",
+			n, (unsigned long long)st.completed);
+		exit(1);
+	}
+	bench_close(&bb);
+	return (double)n * 1e9 / (double)dt;
+}
+
+#define DEFAULTS_CONCURRENCY 4 /* the library's default */
+#define DEFAULTS_TARGET 0.5
+
+static int run_defaults(int runs, size_t n)
+{
+	double(*fig)[3] = xmalloc((size_t)runs * sizeof *fig);
+	double *v = xmalloc((size_t)runs * sizeof *v);
+	for (int r = 0; r < runs; r++) {
+		fig[r][0] = measure_work(n, BUS_ISOLATION_THREAD,
+					 DEFAULTS_CONCURRENCY);
+		fig[r][1] = measure_defaults(n, BUS_ISOLATION_DEFAULT);
+		fig[r][2] = measure_defaults(n, BUS_ISOLATION_THREAD);
+		fprintf(stderr, "jobs: run %d of %d done\n", r + 1, runs);
+	}
+	static const char *const label[3] = {
+		"tuned: 1 queue x 4, thread",
+		"defaults: 2 queues, 1 empty",
+		"defaults, thread isolation",
+	};
+	printf("%-31s %8s %10s %7s %12s\n", "case", "jobs", "jobs/s", "spread",
+	       "/ tuned");
+	double ratio[3] = { 1, 0, 0 };
+	for (int k = 0; k < 3; k++) {
+		char rate[32];
+		for (int r = 0; r < runs; r++)
+			v[r] = fig[r][k];
+		fmt_rate(rate, sizeof rate, median(v, runs));
+		double sp = spread(v, runs);
+		/* The ratio within each run, then the median of those. */
+		for (int r = 0; r < runs; r++)
+			v[r] = fig[r][k] / fig[r][0];
+		ratio[k] = median(v, runs);
+		printf("%-31s %8zu %10s %6.0f%% %11.0f%%\n", label[k], n, rate,
+		       sp, 100.0 * ratio[k]);
+	}
+	printf("\ntarget: defaults (2 queues, 1 empty) >= %.0f%% of tuned: "
+	       "%.0f%%, %s\n",
+	       100 * DEFAULTS_TARGET, 100.0 * ratio[1],
+	       ratio[1] >= DEFAULTS_TARGET ? "met" : "NOT met");
+	free(v);
+	free(fig);
+	return 0;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Worker processes                                                          */
 /* ------------------------------------------------------------------------ */
@@ -760,6 +853,7 @@ static void usage(FILE *f)
 		"usage: jobs [--url URL] [--runs R] [--jobs N] "
 		"[--only insert|work|workers|latency]\n"
 		"            [--raw R1,R2] [--prefetch P]\n"
+		"       jobs --defaults [--url URL] [--runs R] [--jobs N]\n"
 		"  --url URL     the store (default memory:)\n"
 		"  --runs R      runs; figures are medians (default 3)\n"
 		"  --jobs N      jobs per insert, thread-isolation and worker "
@@ -774,7 +868,10 @@ static void usage(FILE *f)
 		"                prints the ratio of 1 and 2 worker processes "
 		"to them\n"
 		"  --prefetch P  the workers' prefetch (default %d, as "
-		"fetch_batch)\n",
+		"fetch_batch)\n"
+		"  --defaults    the worker at its defaults (2 queues, one "
+		"empty) beside\n"
+		"                the tuned one (1 queue), side by side\n",
 		PROCESS_JOBS_DIVISOR, DEFAULT_JOBS, FETCH_BATCH);
 }
 
@@ -956,6 +1053,7 @@ int main(int argc, char **argv)
 	size_t n_jobs = DEFAULT_JOBS;
 	enum only only = ONLY_ALL;
 	double raw[2] = { 0, 0 };
+	int defaults = 0;
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--url") == 0 && i + 1 < argc) {
 			url = argv[++i];
@@ -970,6 +1068,8 @@ int main(int argc, char **argv)
 			   i + 1 < argc) {
 			prefetch = (int)parse_long(argv[++i], "--prefetch", 0,
 						   1000000);
+		} else if (strcmp(argv[i], "--defaults") == 0) {
+			defaults = 1;
 		} else if (strcmp(argv[i], "--raw") == 0 && i + 1 < argc) {
 			parse_raw(argv[++i], raw);
 		} else if (strcmp(argv[i], "--help") == 0 ||
@@ -1000,6 +1100,14 @@ int main(int argc, char **argv)
 	       "medians of %d run%s\n",
 	       bus_version(), shown, sysconf(_SC_NPROCESSORS_ONLN),
 	       strlen(PAYLOAD), runs, runs == 1 ? "" : "s");
+	if (defaults) {
+		printf("tuned: fetch_batch %d, prefetch %d, completer_batch %d, "
+		       "poll_interval_ms %d; defaults: BUS_WORKER_OPTS_INIT "
+		       "with 2 queues, concurrency 0 (default)\n\n",
+		       FETCH_BATCH, prefetch, COMPLETER_BATCH, WORK_POLL_MS);
+		fflush(stdout);
+		return run_defaults(runs, n_jobs);
+	}
 	if (only == ONLY_ALL || only == ONLY_WORK || workers)
 		printf("work: fetch_batch %d, prefetch %d, completer_batch %d, "
 		       "completer_flush_ms 5 (default), poll_interval_ms %d, "

@@ -49,6 +49,20 @@ int bus_job_list(bus_job **out, size_t *n, bus *b, const bus_job_filter *f)
 				      "bus_job_filter.states has unknown bits "
 				      "0x%x",
 				      f->states & ~BUS_STATES_ALL);
+	/* Names are checked as where they are stored: a name no job can have
+	 * is an error on every store, not an empty list on one and an SQL
+	 * error on another. */
+	size_t len;
+	uint64_t hash;
+	int nrc = 0;
+	if (f->queue != NULL)
+		nrc = bus__name_check("bus_job_filter.queue", f->queue, &len,
+				      &hash);
+	if (nrc == 0 && f->kind != NULL)
+		nrc = bus__name_check("bus_job_filter.kind", f->kind, &len,
+				      &hash);
+	if (nrc != 0)
+		return nrc;
 	bus_job_filter filter = *f;
 	if (filter.limit == 0)
 		filter.limit = 100;

@@ -129,7 +129,10 @@ void bus_set_logger(bus *b, bus_log_level min_level, bus_log_fn fn,
 }
 
 /* Durable options only make sense on a durable handler, and a durable event
- * handler needs a name of its own: its jobs find it by that name. */
+ * handler needs a name of its own: its jobs find it by that name, so the
+ * name must outlive the process and any change in the order handlers are
+ * registered in (a positional default, "<event>#<n>", would strand the
+ * stored jobs of a handler that moved). */
 static int check_job_defaults(bus_kind kind, const char *name,
 			      const bus_handler_opts *o)
 {
@@ -175,9 +178,14 @@ static int register_handler(bus *b, bus_kind kind, const char *name,
 	int rc = bus__name_check(what[kind], name, &len, &hash);
 	if (rc != 0)
 		return rc;
-	if (fn == NULL)
+	/* A durable handler without a function is a declaration: it gives a
+	 * producer its jobs' options (queue, attempts, ...); the workers that
+	 * run them register the function. */
+	if (fn == NULL && (opts == NULL || !opts->durable))
 		return bus__error_set(BUS_EINVAL,
-				      "handler function for %s '%s' is NULL",
+				      "handler function for %s '%s' is NULL "
+				      "(only a durable handler may be declared "
+				      "without one)",
 				      bus__kind_name(kind), name);
 	if (opts != NULL && opts->version != BUS_HANDLER_OPTS_VERSION)
 		return bus__error_set(BUS_EINVAL,

@@ -21,6 +21,10 @@ struct bus {
 	pthread_mutex_t workers_lock;
 	struct bus_worker *workers; /* linked through next_on_bus */
 	atomic_int n_workers;
+	/* Hashes of handler names enqueued for without a handler registered
+	 * or declared here, already warned about (a collision only repeats a
+	 * warning). */
+	_Atomic uint64_t unknown_warned[64];
 };
 
 /* Tells this bus's running workers that jobs were stored. */

@@ -15,6 +15,7 @@
 #include "jobmeta.h"
 #include "json_check.h"
 #include "names.h"
+#include "strmap.h"
 #include "unique.h"
 
 #define DEFAULT_QUEUE "default"
@@ -42,12 +43,23 @@ static int check_tags(const char *what, const char *tags)
 	int ok = cJSON_IsArray(arr);
 	for (const cJSON *t = ok ? arr->child : NULL; t && ok; t = t->next)
 		ok = cJSON_IsString(t);
-	cJSON_Delete(arr);
-	if (!ok)
+	if (!ok) {
+		cJSON_Delete(arr);
 		return bus__error_set(BUS_EINVAL,
 				      "tags of %s must be a JSON array of strings",
 				      what);
-	return 0;
+	}
+	/* Each tag is a name: UTF-8, no control characters, bounded. */
+	int rc = 0, i = 0;
+	for (const cJSON *t = arr->child; t && rc == 0; t = t->next, i++) {
+		char w[720];
+		size_t tlen;
+		uint64_t hash;
+		snprintf(w, sizeof w, "tag %d of %s", i, what);
+		rc = bus__name_check(w, t->valuestring, &tlen, &hash);
+	}
+	cJSON_Delete(arr);
+	return rc;
 }
 
 /*
@@ -92,8 +104,9 @@ static int clock_for_period(struct enqueue_clock *c, int64_t *out)
 
 /*
  * Fills `p` for a job of `handler` (kind `m->name`) from `opts` (may be
- * NULL) and the local handler `h` (may be NULL: the producer need not have
- * the handler; the worker that runs the job does).
+ * NULL), then the handler `h` registered or declared on this bus (its
+ * function may be NULL: a producer need only declare the job's options),
+ * then the defaults.
  */
 static int prepare(struct prepared *p, bus *b, const struct bus_message *m,
 		   const char *handler, const struct bus_handler *h,
@@ -284,6 +297,28 @@ static int item_message(struct bus_message *m, bus *b,
 	return rc;
 }
 
+/*
+ * A job's options (queue, attempts, timeout, backoff) are its handler's. A
+ * producer that has neither registered nor declared the handler stores the
+ * library's defaults (queue "default", 3 attempts, no timeout), which may
+ * not be what the workers serve: say so, once per handler and bus.
+ */
+static void warn_unknown(bus *b, const char *kind, const char *handler)
+{
+	uint64_t hash = bus__name_hash(handler, strlen(handler));
+	_Atomic uint64_t *slot = &b->unknown_warned[hash % 64];
+	if (atomic_exchange(slot, hash) == hash)
+		return;
+	bus__log(&b->log, BUS_LOG_WARN,
+		 "job kind '%s': no durable handler '%s' is registered or "
+		 "declared on this bus, so its job gets the default options "
+		 "(queue 'default', 3 attempts, no timeout) unless the call "
+		 "sets them; declare the handler's options (a durable handler "
+		 "with a NULL function) so producers store what its workers "
+		 "expect",
+		 kind, handler);
+}
+
 static int enqueue_items(bus_enqueue_result *results, bus *b, void *tx,
 			 const struct bus_message *parent,
 			 const bus_enqueue_item *items, size_t n)
@@ -311,6 +346,8 @@ static int enqueue_items(bus_enqueue_result *results, bus *b, void *tx,
 		const struct bus_handler *h =
 			bus__registry_find_durable(&b->registry, handler);
 		rc = prepare(&p[i], b, &m, handler, h, items[i].opts, &clk);
+		if (rc == 0 && h == NULL)
+			warn_unknown(b, items[i].kind, handler);
 		bus__message_fini(&m);
 	}
 	if (rc == 0)

@@ -8,13 +8,18 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "core.h"
 #include "error.h"
 #include "jobrow.h"
 #include "names.h"
 #include "worker.h"
 
+/* The defaults, and why, are in include/bus/worker.h. */
 #define DEFAULT_CONCURRENCY 4
+#define DEFAULT_FETCH_BATCH 256
+#define DEFAULT_COMPLETER_BATCH 256
+#define DEFAULT_POLL_MS 1000
 #define MAX_CONCURRENCY 1000
 #define MAX_FETCH_BATCH 10000
 
@@ -53,13 +58,15 @@ static int check_opts(const bus_worker_opts *o)
 					 &len, &hash);
 		if (rc != 0)
 			return rc;
-		if (o->queues[i].concurrency < 1 ||
+		if (o->queues[i].concurrency < 0 ||
 		    o->queues[i].concurrency > MAX_CONCURRENCY)
 			return bus__error_set(BUS_EINVAL,
 					      "bus_worker_opts: queue '%s' has "
-					      "concurrency %d; it must be 1..%d",
+					      "concurrency %d; it must be 0 (the "
+					      "default, %d) or up to %d",
 					      o->queues[i].name,
 					      o->queues[i].concurrency,
+					      DEFAULT_CONCURRENCY,
 					      MAX_CONCURRENCY);
 		for (size_t j = 0; j < i; j++)
 			if (strcmp(o->queues[i].name, o->queues[j].name) == 0)
@@ -202,12 +209,16 @@ int bus_worker_new(bus_worker **out, bus *b, const bus_worker_opts *opts)
 		worker_destroy(w);
 		return bus__error_oom();
 	}
+	w->fetch_batch = opts->fetch_batch ? opts->fetch_batch
+					   : DEFAULT_FETCH_BATCH;
 	for (size_t i = 0; i < w->n_queues; i++) {
-		w->queues[i].concurrency = qs[i].concurrency;
-		w->queues[i].prefetch = opts->prefetch == 0 ? qs[i].concurrency
-					: opts->prefetch < 0 ? 0
-							     : opts->prefetch;
-		w->n_slots += (size_t)qs[i].concurrency;
+		struct worker_queue *q = &w->queues[i];
+		q->concurrency = qs[i].concurrency ? qs[i].concurrency
+						   : DEFAULT_CONCURRENCY;
+		/* The default adapts, starting from none (see worker.h). */
+		q->prefetch_auto = opts->prefetch == 0;
+		q->prefetch = opts->prefetch > 0 ? opts->prefetch : 0;
+		w->n_slots += (size_t)q->concurrency;
 		if ((w->queues[i].name = strdup(qs[i].name)) == NULL) {
 			worker_destroy(w);
 			return bus__error_oom();
@@ -230,13 +241,13 @@ int bus_worker_new(bus_worker **out, bus *b, const bus_worker_opts *opts)
 		w->isolation = (b->store.ops->flags & BUS_STORE_SHARED)
 				       ? BUS_ISOLATION_THREAD
 				       : BUS_ISOLATION_PROCESS;
-	w->fetch_batch = opts->fetch_batch ? opts->fetch_batch : 100;
-	w->poll_ms = or_default(opts->poll_interval_ms, 1000);
+	w->poll_ms = or_default(opts->poll_interval_ms, DEFAULT_POLL_MS);
 	w->lease_us = or_default(opts->lease_ms, 30000) * 1000;
 	w->rescue_ms = or_default(opts->rescue_interval_ms, 5000);
 	w->retention_s = or_default(opts->retention_s, 86400);
 	w->grace_ms = or_default(opts->shutdown_grace_ms, 30000);
-	w->completer_batch = opts->completer_batch ? opts->completer_batch : 100;
+	w->completer_batch = opts->completer_batch ? opts->completer_batch
+						   : DEFAULT_COMPLETER_BATCH;
 	w->flush_ms = or_default(opts->completer_flush_ms, 5);
 	atomic_init(&w->stop_requested, 0);
 	w->state = W_NEW;
@@ -265,17 +276,23 @@ void bus__worker_nap(struct bus_worker *w, int64_t ms, const int *go,
 	pthread_mutex_unlock(&w->lock);
 }
 
+void bus__worker_wake(struct bus_worker *w)
+{
+	pthread_mutex_lock(&w->lock);
+	w->wakes++;
+	pthread_cond_broadcast(&w->tick);
+	/* The fetcher waits on room, also while its queues are dry. */
+	pthread_cond_broadcast(&w->room);
+	pthread_mutex_unlock(&w->lock);
+}
+
 void bus__wake_workers(bus *b)
 {
 	if (atomic_load_explicit(&b->n_workers, memory_order_relaxed) == 0)
 		return;
 	pthread_mutex_lock(&b->workers_lock);
-	for (struct bus_worker *w = b->workers; w != NULL; w = w->next_on_bus) {
-		pthread_mutex_lock(&w->lock);
-		w->wakes++;
-		pthread_cond_broadcast(&w->tick);
-		pthread_mutex_unlock(&w->lock);
-	}
+	for (struct bus_worker *w = b->workers; w != NULL; w = w->next_on_bus)
+		bus__worker_wake(w);
 	pthread_mutex_unlock(&b->workers_lock);
 }
 
@@ -342,19 +359,55 @@ static void give_back(struct bus_worker *w, const bus_job *job)
 	bus__worker_submit(w, &f, NULL);
 }
 
-/* How much to claim per queue: enough to fill its idle executors and its
+void bus__queue_ran(struct worker_queue *q, int64_t ns, int max_prefetch)
+{
+	if (!q->prefetch_auto)
+		return;
+	/* An average over the last eight jobs or so: one slow job does not
+	 * empty the prefetch, a queue whose jobs turn slow soon does. */
+	q->avg_run_ns = q->avg_run_ns == 0 ? ns + 1
+					   : q->avg_run_ns +
+						     (ns - q->avg_run_ns) / 8;
+	int64_t avg = q->avg_run_ns > 1000 ? q->avg_run_ns : 1000;
+	int64_t p = (int64_t)q->concurrency * PREFETCH_HORIZON_MS * 1000000 /
+		    avg;
+	q->prefetch = p > max_prefetch ? max_prefetch : (int)p;
+}
+
+/*
+ * How much to claim per queue: enough to fill its idle executors and its
  * prefetch, once what waits has fallen to half the prefetch (so that claims
- * come in batches rather than one job per finished one). */
-static size_t room_for(struct bus_worker *w, bus_store_claim *req)
+ * come in batches rather than one job per finished one). A dry queue (its
+ * last claim came back short) is left out until its next poll; *next_ns is
+ * the earliest such poll of a queue that has room (0: none). *starved is
+ * set when a queue could claim but for outcomes the completer has not
+ * taken yet.
+ */
+static size_t room_for(struct bus_worker *w, bus_store_claim *req,
+		       int64_t now, int64_t *next_ns, int *starved)
 {
 	size_t total = 0;
+	*next_ns = 0;
+	*starved = 0;
 	for (size_t i = 0; i < w->n_queues; i++) {
 		struct worker_queue *q = &w->queues[i];
 		/* Jobs run but not yet recorded still hold the queue's room:
 		 * a worker never holds more than concurrency + prefetch. */
-		int64_t room = q->concurrency + q->prefetch - q->busy -
-			       (int64_t)q->pending.len - q->unwritten;
-		size_t want = room > 0 && bus__queue_low(q) ? (size_t)room : 0;
+		int64_t free_slots = (int64_t)q->concurrency + q->prefetch -
+				     q->busy - (int64_t)q->pending.len;
+		int64_t room = free_slots - q->unwritten;
+		int has_room = room > 0 && bus__queue_low(q);
+		size_t want = 0;
+		if (has_room && q->dry_until_ns > now) {
+			if (*next_ns == 0 || q->dry_until_ns < *next_ns)
+				*next_ns = q->dry_until_ns;
+		} else if (has_room) {
+			want = (size_t)room;
+		} else if (q->unwritten > 0 && free_slots > 0 &&
+			   q->pending.len <= (size_t)q->prefetch / 2 &&
+			   q->dry_until_ns <= now) {
+			*starved = 1;
+		}
 		if (total + want > (size_t)w->fetch_batch)
 			want = (size_t)w->fetch_batch - total;
 		req[i].queue = q->name;
@@ -364,19 +417,56 @@ static size_t room_for(struct bus_worker *w, bus_store_claim *req)
 	return total;
 }
 
+/* Under the lock: waits until an executor frees room, jobs are stored on
+ * this bus, the worker stops, or (when `until_ns` is set) a dry queue's
+ * next poll is due. */
+static void fetcher_wait(struct bus_worker *w, int64_t until_ns)
+{
+	if (until_ns == 0) {
+		pthread_cond_wait(&w->room, &w->lock);
+		return;
+	}
+	struct timespec ts = { (time_t)(until_ns / 1000000000),
+			       (long)(until_ns % 1000000000) };
+	pthread_cond_timedwait(&w->room, &w->lock, &ts);
+}
+
+/*
+ * The fetcher: one claim for all the queues that have room and are not
+ * dry. A queue whose claim came back short has nothing more due: it is
+ * asked again after the poll interval, or at once when jobs are stored on
+ * this bus. A queue that came back full is asked again as soon as it has
+ * room. So an empty queue costs one query per poll interval, and never
+ * slows the others down.
+ */
 static void *fetcher(void *arg)
 {
 	struct bus_worker *w = arg;
 	bus *b = w->bus;
 	bus_store_claim *req = calloc(w->n_queues, sizeof *req);
+	size_t *got = calloc(w->n_queues, sizeof *got);
 	int complained = 0;
 	pthread_mutex_lock(&w->lock);
-	while (req != NULL) {
-		size_t want;
-		while (w->claiming && (want = room_for(w, req)) == 0)
-			pthread_cond_wait(&w->room, &w->lock);
-		if (!w->claiming)
-			break;
+	unsigned seen_wakes = w->wakes;
+	while (req != NULL && got != NULL && w->claiming) {
+		int64_t now = bus__mono_ns();
+		if (w->wakes != seen_wakes) {
+			/* Jobs were stored here: every queue may have some. */
+			seen_wakes = w->wakes;
+			for (size_t i = 0; i < w->n_queues; i++)
+				w->queues[i].dry_until_ns = 0;
+		}
+		int64_t next_ns;
+		int starved;
+		size_t want = room_for(w, req, now, &next_ns, &starved);
+		if (want == 0) {
+			w->fetcher_starved = starved;
+			if (starved)
+				pthread_cond_signal(&w->flush);
+			fetcher_wait(w, next_ns);
+			w->fetcher_starved = 0;
+			continue;
+		}
 		pthread_mutex_unlock(&w->lock);
 
 		bus_job *rows = NULL;
@@ -398,8 +488,11 @@ static void *fetcher(void *arg)
 		atomic_fetch_add(&w->stats.claimed, n);
 
 		pthread_mutex_lock(&w->lock);
+		memset(got, 0, w->n_queues * sizeof *got);
 		for (size_t i = 0; i < n; i++) {
 			struct worker_queue *q = queue_named(w, rows[i].queue);
+			if (q != NULL)
+				got[q - w->queues]++;
 			if (w->claiming && q != NULL &&
 			    fifo_push(&q->pending, &rows[i]) == 0)
 				continue;
@@ -412,15 +505,16 @@ static void *fetcher(void *arg)
 		free(rows);
 		if (n > 0)
 			pthread_cond_broadcast(&w->work);
-		if (n < want && w->claiming) {
-			/* Nothing more is due: look again after the interval. */
-			pthread_mutex_unlock(&w->lock);
-			bus__worker_nap(w, w->poll_ms, &w->claiming, 1);
-			pthread_mutex_lock(&w->lock);
-		}
+		for (size_t i = 0; i < w->n_queues; i++)
+			if (req[i].limit > 0)
+				w->queues[i].dry_until_ns =
+					got[i] < req[i].limit
+						? now + w->poll_ms * 1000000
+						: 0;
 	}
 	pthread_mutex_unlock(&w->lock);
 	free(req);
+	free(got);
 	return NULL;
 }
 
@@ -580,9 +674,9 @@ static int any_running(const struct bus_worker *w)
 	return 0;
 }
 
-/* How long, past the grace period, stop waits for stopped jobs to return
- * before it gives them back itself. */
-#define ABORT_WAIT_MS 2000
+/* How long, past the grace period, stop waits for stopped jobs before it
+ * says in the log that it still waits for handlers that ignore it. */
+#define ABORT_WARN_MS 2000
 
 int bus_worker_stop(bus_worker *w, int64_t grace_ms)
 {
@@ -625,40 +719,33 @@ int bus_worker_stop(bus_worker *w, int64_t grace_ms)
 	while (any_running(w) &&
 	       pthread_cond_timedwait(&w->idle, &w->lock, &ts) != ETIMEDOUT)
 		;
-	/* 3. Stop the rest: children are killed, threaded handlers see
-	 * bus_ctx_expired; each executor gives its job back. */
+	/* 3. Stop the rest: children are killed (their jobs given back),
+	 * threaded handlers see bus_ctx_expired. */
 	if (any_running(w)) {
 		for (size_t i = 0; i < w->n_slots; i++)
 			if (w->slots[i].running)
 				atomic_store(&w->slots[i].abort,
 					     ABORT_SHUTDOWN);
-		deadline_in(&ts, ABORT_WAIT_MS);
+		deadline_in(&ts, ABORT_WARN_MS);
 		while (any_running(w) &&
 		       pthread_cond_timedwait(&w->idle, &w->lock, &ts) !=
 			       ETIMEDOUT)
 			;
 	}
 	/* 4. A threaded handler that ignores its context keeps running (a
-	 * thread cannot be killed safely): give its job back now, so it is
-	 * never left executing, and wait for the handler to return. */
-	for (size_t i = 0; i < w->n_slots; i++) {
-		struct worker_slot *s = &w->slots[i];
-		if (s->running && !s->given_back) {
-			s->given_back = 1;
-			/* Only the id and attempt: the executor frees the row's
-			 * strings when its handler returns. */
-			bus_job job = { .id = s->job.id,
-					.attempt = s->job.attempt };
-			pthread_mutex_unlock(&w->lock);
-			bus__log(&w->bus->log, BUS_LOG_WARN,
-				 "worker '%s': the handler of job %lld ignored "
-				 "shutdown; its job was given back",
-				 w->node, (long long)job.id);
-			give_back(w, &job);
-			pthread_mutex_lock(&w->lock);
-		}
-	}
+	 * thread cannot be killed safely). Its job is not given back while it
+	 * runs, or another worker could run it at the same time: stop waits
+	 * for it (join_all), its lease still renewed, and records its outcome
+	 * when it returns. */
+	size_t still = 0;
+	for (size_t i = 0; i < w->n_slots; i++)
+		still += w->slots[i].running ? 1 : 0;
 	pthread_mutex_unlock(&w->lock);
+	if (still > 0)
+		bus__log(&w->bus->log, BUS_LOG_WARN,
+			 "worker '%s': %zu handlers ignore the shutdown "
+			 "(bus_ctx_expired); waiting for them to return",
+			 w->node, still);
 	join_all(w);
 	return 0;
 }

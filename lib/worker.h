@@ -21,7 +21,7 @@
 enum abort_reason {
 	ABORT_NONE = 0,
 	ABORT_LOST,     /* cancelled by hand, or rescued: not ours any more */
-	ABORT_SHUTDOWN, /* past the grace period: give the job back */
+	ABORT_SHUTDOWN, /* past the grace period: stop (bus_ctx_expired) */
 };
 
 /* Claimed jobs waiting for an executor of their queue. */
@@ -31,13 +31,35 @@ struct job_fifo {
 };
 
 struct worker_queue {
-	char *name;      /* owned */
-	int concurrency; /* executor slots */
-	int prefetch;    /* jobs that may wait beyond the busy slots */
-	int unwritten;   /* run; the outcome waits for the completer */
-	int busy;        /* slots running a job */
+	char *name;         /* owned */
+	int concurrency;    /* executor slots */
+	int prefetch;       /* jobs that may wait beyond the busy slots, now */
+	int prefetch_auto;  /* the default: prefetch follows avg_run_ns */
+	int64_t avg_run_ns; /* moving average of a job's run time; 0: none */
+	int unwritten;      /* run; the outcome waits for the completer */
+	int busy;           /* slots running a job */
+	/* The fetcher's: the last claim came back short, so nothing more is
+	 * due here; not asked again before this (monotonic ns) unless jobs
+	 * are stored on this bus. 0: ask. */
+	int64_t dry_until_ns;
 	struct job_fifo pending;
 };
+
+/*
+ * The default prefetch (bus_worker_opts.prefetch 0) adapts to the queue's
+ * jobs: a queue holds about PREFETCH_HORIZON_MS of work waiting beyond its
+ * busy executors, i.e. concurrency * horizon / average run time, between 0
+ * and the worker's fetch_batch. Short jobs (the common case: a no-op runs
+ * in microseconds) get the whole fetch_batch, so claims and outcomes go in
+ * batches and the worker runs as fast as with the benchmark's tuned
+ * settings; long jobs get none, so a slow queue does not hold jobs that
+ * another worker could start now (what a River or Oban user expects). A
+ * queue starts at 0 and takes the measured value after its first job.
+ */
+#define PREFETCH_HORIZON_MS 100
+
+/* Under the lock: a job of `q` ran for `ns`; adapts the default prefetch. */
+void bus__queue_ran(struct worker_queue *q, int64_t ns, int max_prefetch);
 
 /* An executor and the job it runs. */
 struct worker_slot {
@@ -49,7 +71,6 @@ struct worker_slot {
 	int running;             /* a job is claimed by this slot */
 	bus_job job;             /* owned while running */
 	atomic_int abort;        /* enum abort_reason, set by others */
-	int given_back;          /* stop() gave the job back itself */
 };
 
 /* Outcomes waiting to be written; strings owned. owners[i] is the queue
@@ -84,6 +105,9 @@ struct bus_worker {
 	pthread_cond_t tick;      /* maintenance and fetcher sleep on it */
 	int state;                /* enum worker_state */
 	int claiming;             /* the fetcher may claim */
+	/* The fetcher waits for room that outcomes not yet taken by the
+	 * completer hold: the completer writes what it has at once. */
+	int fetcher_starved;
 	int completer_done;       /* completer: flush and exit */
 	int maintenance_go;       /* maintenance: 0 to exit */
 	unsigned wakes;           /* bumped when jobs were stored locally */
@@ -120,6 +144,10 @@ int bus__worker_submit(struct bus_worker *w, const bus_store_finish *f,
 		       struct worker_queue *owner);
 /* worker_maint.c: the maintenance thread. */
 void *bus__worker_maintenance(void *w);
+
+/* Wakes the worker's fetcher (and naps that are wakeable): jobs may have
+ * been stored for it. Takes w->lock. */
+void bus__worker_wake(struct bus_worker *w);
 
 /* Sleeps on w->tick for up to `ms`, returning early once *go is 0 (read
  * under the lock; whoever clears it broadcasts tick), or, when `wakeable`,

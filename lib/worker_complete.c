@@ -140,15 +140,16 @@ void *bus__worker_completer(void *arg)
 		if (w->batch.len == 0)
 			break;
 		if (w->batch.len < (size_t)w->completer_batch &&
-		    !w->completer_done) {
-			/* Let a few more outcomes join this batch. */
+		    !w->completer_done && !w->fetcher_starved) {
+			/* Let a few more outcomes join this batch, unless the
+			 * fetcher waits for the room they hold. */
 			struct timespec ts;
 			clock_gettime(CLOCK_MONOTONIC, &ts);
 			ts.tv_nsec += w->flush_ms * 1000000;
 			ts.tv_sec += ts.tv_nsec / 1000000000;
 			ts.tv_nsec %= 1000000000;
 			while (w->batch.len < (size_t)w->completer_batch &&
-			       !w->completer_done &&
+			       !w->completer_done && !w->fetcher_starved &&
 			       pthread_cond_timedwait(&w->flush, &w->lock,
 						      &ts) != ETIMEDOUT)
 				;

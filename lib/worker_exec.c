@@ -13,12 +13,23 @@
 #include "policy.h"
 #include "worker.h"
 
+/* The limit a job runs under: its own (stored by the producer), else the
+ * one its handler declares in this worker (a producer that did not know it
+ * stored none), else none. */
+static int64_t job_timeout_ms(const bus_job *job, const struct bus_handler *h)
+{
+	return job->timeout_ms > 0 ? job->timeout_ms
+	       : h != NULL	   ? h->job.timeout_ms
+				   : 0;
+}
+
 /* The innermost step under process isolation: the child runs the handler. */
 static int hand_off(bus_ctx *ctx, void *arg)
 {
 	struct worker_slot *slot = arg;
 	struct bus_outcome o = { 0, NULL, 0 };
-	int rc = bus__child_run(slot->child, ctx->job, ctx->job->timeout_ms,
+	int rc = bus__child_run(slot->child, ctx->job,
+				job_timeout_ms(ctx->job, ctx->handler),
 				&slot->abort, &o);
 	if (rc != 0)
 		return rc;
@@ -50,7 +61,9 @@ static void run_job(struct worker_slot *slot, struct bus_outcome *o)
 	o->rc = 0;
 	o->error = NULL;
 	o->snooze_s = 0;
-	if (h == NULL) {
+	if (h == NULL || h->fn == NULL) {
+		/* A handler declared without a function gives its jobs'
+		 * options to producers; it cannot run them. */
 		o->rc = BUS_ENOTFOUND;
 		if (asprintf(&o->error,
 			     "no durable handler named '%s' is registered in "
@@ -59,9 +72,9 @@ static void run_job(struct worker_slot *slot, struct bus_outcome *o)
 			o->error = NULL;
 		return;
 	}
-	int64_t deadline = job->timeout_ms > 0
-				   ? bus__mono_ns() + job->timeout_ms * 1000000
-				   : 0;
+	int64_t timeout_ms = job_timeout_ms(job, h);
+	int64_t deadline =
+		timeout_ms > 0 ? bus__mono_ns() + timeout_ms * 1000000 : 0;
 	struct bus_message m;
 	int rc = bus__message_from_job(&m, b, job, h->kind, deadline);
 	if (rc != 0) {
@@ -82,7 +95,7 @@ static void run_job(struct worker_slot *slot, struct bus_outcome *o)
 		 * timeout, so the job's limit means the same in both modes. */
 		rc = BUS_ETIMEOUT;
 		free(ctx.error);
-		ctx.error = format_timeout(job->timeout_ms);
+		ctx.error = format_timeout(timeout_ms);
 	}
 	o->rc = rc;
 	o->error = ctx.error;
@@ -102,15 +115,12 @@ static void finish_job(struct worker_slot *slot, const struct bus_outcome *o)
 		return;
 	}
 	bus_store_finish f;
-	/* Stopped by shutdown: a job that still succeeded is done; any other
-	 * outcome is the interruption's, so the job goes back unspent. */
-	if (reason == ABORT_SHUTDOWN && o->rc != 0) {
-		pthread_mutex_lock(&w->lock);
-		int done = slot->given_back;
-		slot->given_back = 1;
-		pthread_mutex_unlock(&w->lock);
-		if (done)
-			return;
+	/* Stopped by shutdown: what the handler decided (done, snoozed,
+	 * cancelled) stands; a failure is the interruption's, so the job goes
+	 * back unspent. Either way it is written only now that the handler
+	 * has returned: a job is never given back while it runs. */
+	if (reason == ABORT_SHUTDOWN && o->rc != 0 && o->rc != BUS_ESNOOZE &&
+	    o->rc != BUS_ECANCEL) {
 		f = (bus_store_finish){ job->id, w->node, job->attempt, 0,
 					BUS_JOB_AVAILABLE, -1, NULL, 1 };
 	} else {
@@ -144,17 +154,19 @@ void *bus__worker_executor(void *arg)
 		if (bus__queue_low(q))
 			pthread_cond_signal(&w->room);
 		slot->running = 1;
-		slot->given_back = 0;
 		atomic_store(&slot->abort, ABORT_NONE);
 		q->busy++;
 		pthread_mutex_unlock(&w->lock);
 
 		struct bus_outcome o;
+		int64_t t0 = bus__mono_ns();
 		run_job(slot, &o);
+		int64_t ran = bus__mono_ns() - t0;
 		finish_job(slot, &o);
 		free(o.error);
 
 		pthread_mutex_lock(&w->lock);
+		bus__queue_ran(q, ran, w->fetch_batch);
 		bus__job_clear(&slot->job);
 		slot->running = 0;
 		q->busy--;

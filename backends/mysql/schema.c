@@ -16,6 +16,11 @@
 
 #include "mysql_store.h"
 
+/* Where `make install` puts the schema (set by the Makefile). */
+#ifndef BUS_MIGRATIONDIR
+#define BUS_MIGRATIONDIR "migration"
+#endif
+
 struct my_step {
 	int version;
 	const char *name;
@@ -109,10 +114,10 @@ static int check_op(bus_store *s, void *arg)
 	bus__my_where(s, where, sizeof where);
 	const char *how = strcmp(s->url.prefix, "bus_") == 0
 			      ? "run bus_migrate(), or apply "
-				"migration/mysql.sql"
-			      : "run bus_migrate() (migration/mysql.sql "
-				"has the tables of the default prefix "
-				"bus_ only)";
+				BUS_MIGRATIONDIR "/mysql.sql"
+			      : "run bus_migrate() (" BUS_MIGRATIONDIR
+				"/mysql.sql has the tables of the default "
+				"prefix bus_ only)";
 	if (missing)
 		return s->env.error(BUS_ESCHEMA,
 				    "mysql store (%s): the schema is missing "

@@ -154,9 +154,13 @@ typedef int (*bus_handler_fn)(bus_ctx *ctx, void *udata);
 typedef struct bus_handler_opts {
 	unsigned int version;
 	/* The handler's name, unique among the handlers of one message; it names
-	 * the handler in logs, metrics and errors. Copied. Default: the
-	 * message's name for commands and queries, "<event>#<n>" (n counting
-	 * from 1 in registration order) for event handlers. */
+	 * the handler in logs, metrics and errors, and a durable handler's
+	 * stored jobs find it by this name. Copied. Default: the message's
+	 * name for commands and queries, "<event>#<n>" (n counting from 1 in
+	 * registration order) for in-process event handlers. A durable event
+	 * handler must be given a name (BUS_EINVAL otherwise): its jobs outlive
+	 * the process, and a positional name would strand them when handlers
+	 * are added or reordered. */
 	const char *name;
 
 	/* Durable: each call becomes a job, stored and run by a worker
@@ -179,10 +183,19 @@ typedef struct bus_handler_opts {
 	  NULL, NULL, NULL, NULL }
 
 /*
- * Names of events, commands, queries and handlers are 1 to 255 bytes of
- * printable text (no control characters); anything else is BUS_EINVAL.
- * `opts` may be NULL. `udata` is handed to every call of `fn`; it stays the
- * caller's.
+ * Names of events, commands, queries, handlers, queues, worker nodes and job
+ * tags are 1 to 255 bytes of well-formed UTF-8 without control characters
+ * (C0, DEL, C1), on every store; anything else is BUS_EINVAL naming the
+ * field. `opts` may be NULL. `udata` is handed to every call of `fn`; it
+ * stays the caller's.
+ *
+ * `fn` may be NULL for a durable handler (opts->durable set): that
+ * *declares* the handler's job options (queue, priority, attempts, timeout,
+ * unique, ...) on a bus that only produces its jobs, so that they are
+ * stored as its workers expect, as a Sidekiq or Oban worker class does
+ * without running there. The workers register the same handler with its
+ * function (and should give it the same options). A worker on a bus where
+ * the handler is only declared cannot run its jobs.
  */
 
 /* Adds a handler to an event. An event may have any number of handlers;

@@ -181,8 +181,15 @@ typedef int64_t (*bus_backoff_fn)(int attempt, void *udata);
 /*
  * Stores one durable job of command (or event) `kind`, run by the handler
  * named like the command (for an event, pass the handler's name through
- * bus_enqueue_to). Options not set come from the handler registered on this
- * bus, when there is one, else the defaults. `result` may be NULL.
+ * bus_enqueue_to). Options not set come from the handler registered or
+ * declared (bus_handle_command with a NULL function) on this bus, else the
+ * defaults: queue "default", 3 attempts, no timeout. A producer should
+ * declare the handlers it enqueues for: a handler neither registered nor
+ * declared is logged as a warning (once per handler and bus), because its
+ * jobs may land in a queue its workers do not serve. At run time a job
+ * stored without a timeout runs under the timeout its worker's handler
+ * declares, and its backoff is always the worker's handler's. `result` may
+ * be NULL.
  */
 BUS_EXTERN int bus_enqueue(bus_enqueue_result *result, bus *b,
 			   const char *kind, const char *payload,

@@ -35,14 +35,38 @@ typedef enum bus_isolation {
 
 typedef struct bus_worker_queue {
 	const char *name;
-	int concurrency; /* jobs of this queue run at once, >= 1 */
+	int concurrency; /* jobs of this queue run at once; 0: 4 */
 } bus_worker_queue;
+
+/*
+ * The defaults are meant to be fast without tuning. bench/jobs --defaults
+ * (BENCHMARKS.md) runs a worker made from BUS_WORKER_OPTS_INIT with two
+ * queues, one of them empty, beside the benchmark's tuned one-queue worker;
+ * the defaults must reach half its rate or more, on memory: and MySQL.
+ *
+ *  - Claims: each queue is claimed from on its own terms. A queue whose
+ *    claim came back full is claimed from again as soon as it has room; a
+ *    queue whose claim came back short has nothing more due, and is asked
+ *    again after poll_interval_ms, or at once when a job is stored through
+ *    this bus. An empty queue so costs one query per poll interval and
+ *    never holds the others back.
+ *  - fetch_batch 256 and completer_batch 256, as tuned: on MySQL one claim
+ *    and one finish statement then carry up to 256 jobs (bench/mysql-raw
+ *    shows the statements' cost is per statement far more than per row).
+ *  - prefetch adapts (0, the default): a queue keeps about 100 ms of its
+ *    jobs waiting beyond its busy executors, measured from their average
+ *    run time, up to fetch_batch. Short jobs so get the tuned 256 (and the
+ *    tuned speed); jobs of a second or more get none, so a slow queue does
+ *    not hold jobs another worker could start now.
+ *  - poll_interval_ms 1000: it only matters for jobs stored by other
+ *    processes or buses (a job stored through this bus wakes the worker).
+ */
 
 typedef struct bus_worker_opts {
 	unsigned int version;
 	const bus_worker_queue *queues; /* NULL: { "default", 4 } */
 	size_t n_queues;
-	int fetch_batch;            /* most jobs one claim takes; 0: 100 */
+	int fetch_batch;            /* most jobs one claim takes; 0: 256 */
 	int64_t poll_interval_ms;   /* how often an idle worker looks; 0: 1000 */
 	int64_t lease_ms;           /* lease of a claimed job; 0: 30000 */
 	const char *node;           /* this worker's name; NULL: host:pid */
@@ -51,14 +75,15 @@ typedef struct bus_worker_opts {
 				       0: 5000 */
 	int64_t retention_s;        /* finished jobs older than this are
 				       pruned; 0: 86400; negative: never */
-	int completer_batch;        /* outcomes written per batch; 0: 100 */
+	int completer_batch;        /* outcomes written per batch; 0: 256 */
 	int64_t completer_flush_ms; /* longest an outcome waits; 0: 5 */
 	int64_t shutdown_grace_ms;  /* bus_worker_run's grace; 0: 30000 */
 	/* Claimed jobs a queue may hold waiting beyond its busy executors, so
 	 * that claims come in batches. More speeds up short jobs; it also keeps
 	 * those jobs from other workers for longer (their leases are renewed
-	 * meanwhile, and they are given back at shutdown). 0: the queue's
-	 * concurrency; -1: none (claim only for idle executors). */
+	 * meanwhile, and they are given back at shutdown). 0: adapts to the
+	 * queue's jobs (about 100 ms of them, up to fetch_batch: see above);
+	 * -1: none (claim only for idle executors); N: N. */
 	int prefetch;
 } bus_worker_opts;
 
@@ -86,10 +111,19 @@ BUS_EXTERN int bus_worker_run(bus_worker *w);
 BUS_EXTERN void bus_worker_request_stop(bus_worker *w);
 
 /*
- * Graceful shutdown: stops claiming, lets running jobs finish for up to
- * `grace_ms`, then stops the rest and gives them back (available again,
- * attempt not spent), writes every outcome and returns once all threads and
- * children are gone. No job is lost and none is left executing.
+ * Graceful shutdown: stops claiming and gives back the jobs that wait for an
+ * executor (available again, attempt not spent); lets running jobs finish
+ * for up to `grace_ms`; then stops the rest:
+ *  - process isolation: the child is killed, and the job given back;
+ *  - thread isolation: bus_ctx_expired turns true, and stop waits for the
+ *    handler to return, however long it takes (a thread cannot be killed
+ *    safely), renewing the job's lease meanwhile. A job is never given back
+ *    while its handler runs, so no other worker can start it meanwhile. What
+ *    the handler returns is recorded: success completes the job, a snooze
+ *    or cancel stands, a failure gives the job back unspent (the
+ *    interruption's fault, not the job's).
+ * Writes every outcome and returns once all threads and children are gone.
+ * No job is lost, none is left executing, and none runs twice at once.
  */
 BUS_EXTERN int bus_worker_stop(bus_worker *w, int64_t grace_ms);
 

@@ -166,6 +166,7 @@ TCase *contract_fanout(void);
 TCase *contract_admin(void);
 TCase *contract_prune(void);
 TCase *contract_validation(void);
+TCase *contract_defaults(void);
 
 /* A TCase named `name` with the suite's timeout. */
 TCase *contract_tcase(const char *name);

@@ -44,6 +44,7 @@ int main(void)
 	suite_add_tcase(s, contract_admin());
 	suite_add_tcase(s, contract_prune());
 	suite_add_tcase(s, contract_validation());
+	suite_add_tcase(s, contract_defaults());
 
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_ENV);
