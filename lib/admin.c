@@ -154,10 +154,12 @@ int bus_job_prune(int64_t *deleted, bus *b, int64_t age_s)
 {
 	if (deleted != NULL)
 		*deleted = 0;
-	if (age_s < 0)
+	if (age_s < 0 || age_s > BUS_DELAY_MAX_S)
 		return bus__error_set(BUS_EINVAL,
-				      "bus_job_prune: age %llds is negative",
-				      (long long)age_s);
+				      "bus_job_prune: age_s %lld is outside "
+				      "0..%lld (BUS_DELAY_MAX_S)",
+				      (long long)age_s,
+				      (long long)BUS_DELAY_MAX_S);
 	bus_store *s;
 	int rc = borrow(b, &s);
 	if (rc != 0)

@@ -352,10 +352,12 @@ int bus_ctx_snooze(bus_ctx *ctx, int64_t seconds)
 {
 	if (ctx->job == NULL)
 		return not_durable(ctx, "bus_ctx_snooze");
-	if (seconds < 0)
+	if (seconds < 0 || seconds > BUS_DELAY_MAX_S)
 		return bus__error_set(BUS_EINVAL,
-				      "bus_ctx_snooze: %lld seconds is negative",
-				      (long long)seconds);
+				      "bus_ctx_snooze: %lld seconds is outside "
+				      "0..%lld (BUS_DELAY_MAX_S)",
+				      (long long)seconds,
+				      (long long)BUS_DELAY_MAX_S);
 	ctx->snooze_s = seconds;
 	free(ctx->error);
 	ctx->error = NULL;

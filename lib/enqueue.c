@@ -146,6 +146,18 @@ static int prepare(struct prepared *p, bus *b, const struct bus_message *m,
 					      "%s: give run_at or run_in_ms (not "
 					      "both, not negative)",
 					      what);
+		if (opts->run_in_ms > BUS_DELAY_MAX_S * 1000)
+			return bus__error_set(BUS_EINVAL,
+					      "%s: run_in_ms %lld is above %lld "
+					      "(BUS_DELAY_MAX_S)",
+					      what, (long long)opts->run_in_ms,
+					      (long long)(BUS_DELAY_MAX_S *
+							  1000));
+		if (opts->run_at > BUS_TIME_MAX_US)
+			return bus__error_set(BUS_EINVAL,
+					      "%s: run_at %lld is after "
+					      "BUS_TIME_MAX_US (year 9999)",
+					      what, (long long)opts->run_at);
 		if (opts->tags != NULL &&
 		    (rc = check_tags(what, opts->tags)) != 0)
 			return rc;

@@ -66,10 +66,12 @@ int bus__job_defaults_check(const char *what, const char *queue,
 		return bus__error_set(BUS_EINVAL,
 				      "%s: max_attempts %d is outside 1..%d",
 				      what, max_attempts, BUS_MAX_ATTEMPTS_MAX);
-	if (timeout_ms < 0)
+	if (timeout_ms < 0 || timeout_ms > BUS_DELAY_MAX_S * 1000)
 		return bus__error_set(BUS_EINVAL,
-				      "%s: timeout_ms %lld is negative", what,
-				      (long long)timeout_ms);
+				      "%s: timeout_ms %lld is outside 0..%lld "
+				      "(BUS_DELAY_MAX_S)",
+				      what, (long long)timeout_ms,
+				      (long long)(BUS_DELAY_MAX_S * 1000));
 	if (unique != NULL && (rc = bus__unique_opts_check(unique)) != 0)
 		return rc;
 	if (replace != NULL && replace->version != BUS_REPLACE_OPTS_VERSION)

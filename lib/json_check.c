@@ -44,7 +44,7 @@ static int hex4(const unsigned char *p, unsigned *out)
 /* Validates one UTF-8 sequence starting at a byte >= 0x80 (RFC 3629: no
  * overlong forms, no surrogates, nothing above U+10FFFF). Returns its length
  * or 0. */
-static int utf8_seq(const unsigned char *p)
+int bus__utf8_seq(const unsigned char *p)
 {
 	unsigned char c = p[0];
 	if (c >= 0xc2 && c <= 0xdf)
@@ -134,7 +134,7 @@ static const unsigned char *scan_string(struct scan *s, const unsigned char *p)
 			p++;
 			continue;
 		}
-		int n = utf8_seq(p);
+		int n = bus__utf8_seq(p);
 		if (n == 0) {
 			s->reason = "invalid UTF-8 in string";
 			s->p = p;

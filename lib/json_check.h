@@ -28,6 +28,10 @@ struct bus_json_error {
 int bus__json_check(const char *text, size_t max_len, size_t *len,
 		    struct bus_json_error *err);
 
+/* The length of the valid UTF-8 sequence (RFC 3629) at p[0] >= 0x80, or
+ * 0. Reads at most 4 bytes, stopping at a NUL. */
+int bus__utf8_seq(const unsigned char *p);
+
 /* Formats a BUS_EINVAL error for `what` ("payload of event 'x'", ...). */
 int bus__json_error_set(const char *what, const struct bus_json_error *err);
 

@@ -157,7 +157,8 @@ static int plugin_exists(const struct plugin *p)
 			      p->scheme, p->path, p->file);
 }
 
-/* Every operation of ABI 2 is required: the core calls each of them. */
+/* Every operation of ABI 1 and 2 is required: the core calls each of
+ * them. */
 static int ops_complete(const struct plugin *p, const struct bus_store_ops *ops)
 {
 	const struct {
@@ -182,6 +183,7 @@ static int ops_complete(const struct plugin *p, const struct bus_store_ops *ops)
 		{ "counts", ops->counts != NULL },
 		{ "prune", ops->prune != NULL },
 		{ "insert_tx", ops->insert_tx != NULL },
+		{ "cancel_pending", ops->cancel_pending != NULL },
 		{ "now", ops->now != NULL },
 	};
 	for (size_t i = 0; i < sizeof required / sizeof required[0]; i++)

@@ -16,12 +16,21 @@ int64_t bus__backoff_default_us(int attempt)
 	return base + jitter;
 }
 
+int64_t bus__delay_clamp_us(int64_t us)
+{
+	return us < 0 ? 0 : us > BUS_DELAY_MAX_US ? BUS_DELAY_MAX_US : us;
+}
+
+int64_t bus__seconds_to_us(int64_t s)
+{
+	return s <= 0 ? 0 : s >= BUS_DELAY_MAX_S ? BUS_DELAY_MAX_US : s * 1000000;
+}
+
 int64_t bus__backoff_us(const struct bus_handler *h, int attempt)
 {
-	if (h != NULL && h->job.backoff != NULL) {
-		int64_t us = h->job.backoff(attempt, h->job.backoff_udata);
-		return us < 0 ? 0 : us;
-	}
+	if (h != NULL && h->job.backoff != NULL)
+		return bus__delay_clamp_us(
+			h->job.backoff(attempt, h->job.backoff_udata));
 	return bus__backoff_default_us(attempt);
 }
 
@@ -42,7 +51,7 @@ void bus__policy_decide(bus_store_finish *f, const bus_job *job,
 		return;
 	case BUS_ESNOOZE:
 		f->state = BUS_JOB_SCHEDULED;
-		f->delay_us = o->snooze_s * 1000000;
+		f->delay_us = bus__seconds_to_us(o->snooze_s);
 		f->refund_attempt = 1;
 		return;
 	case BUS_ECANCEL:

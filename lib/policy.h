@@ -10,8 +10,17 @@
  * jitter, in microseconds. */
 int64_t bus__backoff_default_us(int attempt);
 
+/* The longest delay the core hands a store (BUS_DELAY_MAX_S). */
+#define BUS_DELAY_MAX_US (BUS_DELAY_MAX_S * 1000000)
+
+/* `us` within 0..BUS_DELAY_MAX_US. */
+int64_t bus__delay_clamp_us(int64_t us);
+/* Seconds as microseconds, within 0..BUS_DELAY_MAX_US (no overflow). */
+int64_t bus__seconds_to_us(int64_t s);
+
 /* The delay before retrying `job` after its failed attempt, from its
- * handler's backoff (h may be NULL: the default). */
+ * handler's backoff (h may be NULL: the default), clamped to
+ * 0..BUS_DELAY_MAX_US. */
 int64_t bus__backoff_us(const struct bus_handler *h, int attempt);
 
 /*

@@ -132,6 +132,7 @@ void bus__memory_set_state(struct bus_store *s, struct mjob *j,
 	j->q->count[st]++;
 	j->state = st;
 	j->finished_at = IS_FINISHED(st) ? now : 0;
+	j->cancel_requested_at = 0;
 	if (st != BUS_JOB_EXECUTING)
 		j->lease_until = 0;
 	if (!(j->unique_states & BUS_STATE_BIT(st)))
@@ -175,6 +176,7 @@ int bus__memory_row_fill(bus_job *r, const struct mjob *j, const char *node)
 	r->errors = dup_str(j->errors ? j->errors : "[]", &ok);
 	r->unique_key = dup_str(j->unique_key, &ok);
 	r->unique_states = j->unique_states;
+	r->cancel_requested_at = j->cancel_requested_at;
 	if (ok)
 		return 0;
 	/* bus_job_list_free with n = 1 would free `r` itself. */
@@ -424,16 +426,27 @@ static int finish_check(bus_store *s, const bus_store_finish *it, size_t i)
 	}
 }
 
+/* now + delay, saturating (the core bounds delays; this is the last line
+ * of defence against a wrap into the past). */
+static int64_t time_after(int64_t now, int64_t delay_us)
+{
+	return delay_us > INT64_MAX - now ? INT64_MAX : now + delay_us;
+}
+
 static void finish_apply(struct bus_store *s, struct mjob *j,
 			 const bus_store_finish *it, int64_t now)
 {
+	bus_job_state st = it->state;
+	/* A pending cancel request ends every outcome but a success. */
+	if (j->cancel_requested_at != 0 && st != BUS_JOB_COMPLETED)
+		st = BUS_JOB_CANCELLED;
 	if (it->refund_attempt && j->attempt > 0)
 		j->attempt--;
-	if ((it->state == BUS_JOB_RETRYABLE || it->state == BUS_JOB_SCHEDULED ||
-	     it->state == BUS_JOB_AVAILABLE) &&
+	if ((st == BUS_JOB_RETRYABLE || st == BUS_JOB_SCHEDULED ||
+	     st == BUS_JOB_AVAILABLE) &&
 	    it->delay_us >= 0)
-		j->scheduled_at = now + it->delay_us;
-	bus__memory_set_state(s, j, it->state, now);
+		j->scheduled_at = time_after(now, it->delay_us);
+	bus__memory_set_state(s, j, st, now);
 }
 
 static void entries_free(char **entries, size_t n)
@@ -590,5 +603,6 @@ const struct bus_store_ops bus__memory_store_ops = {
 	.set_paused = bus__memory_set_paused,
 	.counts = bus__memory_counts,
 	.prune = bus__memory_prune,
+	.cancel_pending = bus__memory_cancel_pending,
 	.now = mem_now,
 };

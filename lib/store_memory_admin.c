@@ -129,8 +129,13 @@ int bus__memory_cancel(bus_store *s, int64_t now, int64_t id)
 	pthread_mutex_lock(&s->lock);
 	struct mjob *j = job_find(s, id);
 	bus_job_state st = j ? j->state : BUS_JOB_AVAILABLE;
-	if (j != NULL && !IS_FINISHED(st))
+	if (j != NULL && st == BUS_JOB_EXECUTING) {
+		/* A request: the job runs on until its worker stops it. */
+		if (j->cancel_requested_at == 0)
+			j->cancel_requested_at = now;
+	} else if (j != NULL && !IS_FINISHED(st)) {
 		bus__memory_set_state(s, j, BUS_JOB_CANCELLED, now);
+	}
 	pthread_mutex_unlock(&s->lock);
 	if (j == NULL)
 		return not_found(s, id);
@@ -142,6 +147,29 @@ int bus__memory_cancel(bus_store *s, int64_t now, int64_t id)
 	return 0;
 }
 
+int bus__memory_cancel_pending(bus_store *s, const char *node,
+			       const int64_t *ids, const int *attempts,
+			       size_t n, unsigned char *pending)
+{
+	if (n == 0)
+		return 0;
+	if (node == NULL || ids == NULL || attempts == NULL || pending == NULL)
+		return s->error(BUS_EINVAL,
+				"memory store: cancel_pending: node, ids, "
+				"attempts or pending is NULL");
+	pthread_mutex_lock(&s->lock);
+	for (size_t i = 0; i < n; i++) {
+		const struct mjob *j = job_find(s, ids[i]);
+		pending[i] = j != NULL && j->state == BUS_JOB_EXECUTING &&
+			     j->attempted_by != NULL &&
+			     strcmp(j->attempted_by, node) == 0 &&
+			     j->attempt == attempts[i] &&
+			     j->cancel_requested_at != 0;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
 int bus__memory_retry(bus_store *s, int64_t now, int64_t id)
 {
 	now = clock_now(now);
@@ -149,7 +177,9 @@ int bus__memory_retry(bus_store *s, int64_t now, int64_t id)
 	struct mjob *j = job_find(s, id);
 	int executing = j != NULL && j->state == BUS_JOB_EXECUTING;
 	if (j != NULL && !executing) {
-		j->scheduled_at = now;
+		/* A job already due keeps its place in line. */
+		if (!IS_PENDING(j->state) || j->scheduled_at > now)
+			j->scheduled_at = now;
 		if (j->attempt >= j->max_attempts)
 			j->max_attempts = j->attempt + 1;
 		bus__memory_set_state(s, j, BUS_JOB_AVAILABLE, now);

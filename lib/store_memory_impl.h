@@ -79,6 +79,7 @@ struct mjob {
 	int priority, attempt, max_attempts;
 	int64_t timeout_ms, scheduled_at, inserted_at, attempted_at,
 		lease_until, finished_at;
+	int64_t cancel_requested_at; /* only while executing */
 	char blob[];
 };
 
@@ -194,6 +195,9 @@ int bus__memory_get(bus_store *s, int64_t id, bus_job **out);
 int bus__memory_list(bus_store *s, const bus_job_filter *filter,
 		     bus_job **out, size_t *n_out);
 int bus__memory_cancel(bus_store *s, int64_t now, int64_t id);
+int bus__memory_cancel_pending(bus_store *s, const char *node,
+			       const int64_t *ids, const int *attempts,
+			       size_t n, unsigned char *pending);
 int bus__memory_retry(bus_store *s, int64_t now, int64_t id);
 int bus__memory_remove(bus_store *s, int64_t id);
 int bus__memory_set_paused(bus_store *s, const char *queue, int paused);

@@ -51,11 +51,12 @@ int bus__unique_opts_check(const bus_unique_opts *u)
 					      "unique options: payload key %zu is "
 					      "empty",
 					      i);
-	if (u->period_s < 0)
+	if (u->period_s < 0 || u->period_s > BUS_DELAY_MAX_S)
 		return bus__error_set(BUS_EINVAL,
 				      "unique options: period_s %lld is "
-				      "negative",
-				      (long long)u->period_s);
+				      "outside 0..%lld (BUS_DELAY_MAX_S)",
+				      (long long)u->period_s,
+				      (long long)BUS_DELAY_MAX_S);
 	if (u->period_base != BUS_UNIQUE_BY_INSERTED_AT &&
 	    u->period_base != BUS_UNIQUE_BY_SCHEDULED_AT)
 		return bus__error_set(BUS_EINVAL,

@@ -28,13 +28,15 @@ static int64_t or_default(int64_t v, int64_t dflt)
 	return v != 0 ? v : dflt;
 }
 
-static int check_positive(const char *name, int64_t v)
+static int check_interval(const char *name, int64_t v)
 {
-	if (v < 0)
+	if (v < 0 || v > BUS_WORKER_INTERVAL_MAX_MS)
 		return bus__error_set(BUS_EINVAL,
 				      "bus_worker_opts.%s is %lld; it must be 0 "
-				      "(the default) or positive",
-				      name, (long long)v);
+				      "(the default) up to %lld "
+				      "(BUS_WORKER_INTERVAL_MAX_MS, one day)",
+				      name, (long long)v,
+				      (long long)BUS_WORKER_INTERVAL_MAX_MS);
 	return 0;
 }
 
@@ -92,14 +94,23 @@ static int check_opts(const bus_worker_opts *o)
 				      "it must be 0 (the default) to %d",
 				      o->completer_batch, MAX_FETCH_BATCH);
 	int rc;
-	if ((rc = check_positive("poll_interval_ms", o->poll_interval_ms)) ||
-	    (rc = check_positive("lease_ms", o->lease_ms)) ||
-	    (rc = check_positive("rescue_interval_ms",
+	if ((rc = check_interval("poll_interval_ms", o->poll_interval_ms)) ||
+	    (rc = check_interval("lease_ms", o->lease_ms)) ||
+	    (rc = check_interval("rescue_interval_ms",
 				 o->rescue_interval_ms)) ||
-	    (rc = check_positive("completer_flush_ms",
+	    (rc = check_interval("completer_flush_ms",
 				 o->completer_flush_ms)) ||
-	    (rc = check_positive("shutdown_grace_ms", o->shutdown_grace_ms)))
+	    (rc = check_interval("shutdown_grace_ms", o->shutdown_grace_ms)) ||
+	    (rc = check_interval("rescue_delay_ms", o->rescue_delay_ms)) ||
+	    (rc = check_interval("cancel_check_ms", o->cancel_check_ms)))
 		return rc;
+	if (o->retention_s > BUS_DELAY_MAX_S)
+		return bus__error_set(BUS_EINVAL,
+				      "bus_worker_opts.retention_s is %lld; it "
+				      "must be at most %lld (BUS_DELAY_MAX_S), "
+				      "or negative (never prune)",
+				      (long long)o->retention_s,
+				      (long long)BUS_DELAY_MAX_S);
 	if (o->isolation != BUS_ISOLATION_DEFAULT &&
 	    o->isolation != BUS_ISOLATION_THREAD &&
 	    o->isolation != BUS_ISOLATION_PROCESS)
@@ -249,6 +260,8 @@ int bus_worker_new(bus_worker **out, bus *b, const bus_worker_opts *opts)
 	w->completer_batch = opts->completer_batch ? opts->completer_batch
 						   : DEFAULT_COMPLETER_BATCH;
 	w->flush_ms = or_default(opts->completer_flush_ms, 5);
+	w->rescue_delay_us = or_default(opts->rescue_delay_ms, 5000) * 1000;
+	w->cancel_check_ms = or_default(opts->cancel_check_ms, 500);
 	atomic_init(&w->stop_requested, 0);
 	w->state = W_NEW;
 	*out = w;
@@ -532,6 +545,8 @@ static int open_connections(struct bus_worker *w)
 		rc = bus__store_open(p, &w->complete_store);
 	if (rc == 0)
 		rc = bus__store_open(p, &w->maint_store);
+	if (rc == 0)
+		rc = bus__store_open(p, &w->lease_store);
 	return rc;
 }
 
@@ -541,7 +556,9 @@ static void close_connections(struct bus_worker *w)
 	bus__store_close(p, w->fetch_store);
 	bus__store_close(p, w->complete_store);
 	bus__store_close(p, w->maint_store);
+	bus__store_close(p, w->lease_store);
 	w->fetch_store = w->complete_store = w->maint_store = NULL;
+	w->lease_store = NULL;
 }
 
 static void free_children(struct bus_worker *w)
@@ -604,6 +621,14 @@ int bus_worker_start(bus_worker *w)
 			w->maintenance_started = 1;
 	}
 	if (rc == 0) {
+		if (pthread_create(&w->lease_keeper, NULL,
+				   bus__worker_lease_keeper, w) != 0)
+			rc = bus__error_set(BUS_ERROR,
+					    "cannot start the lease keeper");
+		else
+			w->lease_keeper_started = 1;
+	}
+	if (rc == 0) {
 		if (pthread_create(&w->fetcher, NULL, fetcher, w) != 0)
 			rc = bus__error_set(BUS_ERROR,
 					    "cannot start the fetcher");
@@ -656,7 +681,10 @@ static void join_all(struct bus_worker *w)
 		pthread_join(w->completer, NULL);
 	if (w->maintenance_started)
 		pthread_join(w->maintenance, NULL);
+	if (w->lease_keeper_started)
+		pthread_join(w->lease_keeper, NULL);
 	w->fetcher_started = w->completer_started = w->maintenance_started = 0;
+	w->lease_keeper_started = 0;
 	for (size_t i = 0; i < w->n_slots; i++)
 		w->slots[i].started = 0;
 	free_children(w);
@@ -682,11 +710,12 @@ int bus_worker_stop(bus_worker *w, int64_t grace_ms)
 {
 	if (w == NULL)
 		return bus__error_set(BUS_EINVAL, "worker is NULL");
-	if (grace_ms < 0)
+	if (grace_ms < 0 || grace_ms > BUS_WORKER_INTERVAL_MAX_MS)
 		return bus__error_set(BUS_EINVAL,
 				      "bus_worker_stop: grace %lld ms is "
-				      "negative",
-				      (long long)grace_ms);
+				      "outside 0..%lld (one day)",
+				      (long long)grace_ms,
+				      (long long)BUS_WORKER_INTERVAL_MAX_MS);
 	pthread_mutex_lock(&w->lock);
 	if (w->state != W_RUNNING) {
 		if (w->state == W_NEW)
@@ -722,10 +751,15 @@ int bus_worker_stop(bus_worker *w, int64_t grace_ms)
 	/* 3. Stop the rest: children are killed (their jobs given back),
 	 * threaded handlers see bus_ctx_expired. */
 	if (any_running(w)) {
-		for (size_t i = 0; i < w->n_slots; i++)
+		/* A job being stopped already (cancelled, lost) keeps its
+		 * reason: its outcome is that one's. */
+		for (size_t i = 0; i < w->n_slots; i++) {
+			int none = ABORT_NONE;
 			if (w->slots[i].running)
-				atomic_store(&w->slots[i].abort,
-					     ABORT_SHUTDOWN);
+				atomic_compare_exchange_strong(
+					&w->slots[i].abort, &none,
+					ABORT_SHUTDOWN);
+		}
 		deadline_in(&ts, ABORT_WARN_MS);
 		while (any_running(w) &&
 		       pthread_cond_timedwait(&w->idle, &w->lock, &ts) !=
@@ -808,6 +842,8 @@ void bus_worker_get_stats(bus_worker_stats *out, const bus_worker *cw)
 	out->given_back = atomic_load(&w->stats.given_back);
 	out->rescued = atomic_load(&w->stats.rescued);
 	out->lost = atomic_load(&w->stats.lost);
+	out->refused = atomic_load(&w->stats.refused);
+	out->lease_lost = atomic_load(&w->stats.lease_lost);
 	pthread_mutex_lock(&w->lock);
 	for (size_t i = 0; i < w->n_slots; i++)
 		out->running += w->slots[i].running ? 1 : 0;

@@ -3,8 +3,9 @@
  *
  *   fetcher ──claim──▶ per-queue FIFO ──▶ executors (one thread per slot)
  *                                           │ outcome, decided by policy.c
- *   maintenance: extend leases, rescue,     ▼
- *   prune                                 completer ──finish (batched)──▶ store
+ *   leases: renew, cancel requests,         ▼
+ *   stop jobs whose lease ran out         completer ──finish (batched)──▶ store
+ *   maintenance: rescue, prune
  *
  * One mutex guards the FIFOs, the slots and the completer's batch; store
  * calls are made outside it, each thread on its own connection.
@@ -20,8 +21,9 @@
 
 enum abort_reason {
 	ABORT_NONE = 0,
-	ABORT_LOST,     /* cancelled by hand, or rescued: not ours any more */
+	ABORT_LOST,     /* rescued, or its lease ran out: not ours any more */
 	ABORT_SHUTDOWN, /* past the grace period: stop (bus_ctx_expired) */
+	ABORT_CANCEL,   /* bus_job_cancel: record it cancelled once stopped */
 };
 
 /* Claimed jobs waiting for an executor of their queue. */
@@ -82,6 +84,14 @@ struct finish_batch {
 	size_t len, cap;
 };
 
+/* What the lease keeper knows of a job it renews: when its lease runs out
+ * on this machine's monotonic clock, unless renewed (worker_lease.c). */
+struct lease_entry {
+	int64_t id;
+	int attempt;
+	int64_t deadline_ns;
+};
+
 enum worker_state { W_NEW, W_RUNNING, W_STOPPING, W_STOPPED };
 
 struct bus_worker {
@@ -96,6 +106,8 @@ struct bus_worker {
 	int64_t poll_ms, lease_us, rescue_ms, retention_s, grace_ms;
 	int completer_batch;
 	int64_t flush_ms;
+	int64_t rescue_delay_us; /* a rescued job runs again this much later */
+	int64_t cancel_check_ms; /* how often cancel requests are read */
 
 	pthread_mutex_t lock;
 	pthread_cond_t work;      /* executors: a job arrived, or stopping */
@@ -109,21 +121,31 @@ struct bus_worker {
 	 * completer hold: the completer writes what it has at once. */
 	int fetcher_starved;
 	int completer_done;       /* completer: flush and exit */
-	int maintenance_go;       /* maintenance: 0 to exit */
+	int maintenance_go;       /* maintenance and leases: 0 to exit */
 	unsigned wakes;           /* bumped when jobs were stored locally */
 	struct bus_worker *next_on_bus;
 	struct finish_batch batch;
+	/* The outcomes the completer is writing now (its own copy, read by
+	 * the lease keeper under the lock, so that their leases are renewed
+	 * until they are stored). */
+	const bus_store_finish *writing;
+	size_t n_writing;
+	/* The lease keeper's table, sorted by (id, attempt); its own. */
+	struct lease_entry *leases;
+	size_t n_leases;
 
 	atomic_int stop_requested; /* set from a signal handler */
 	int stop_pipe[2];          /* written from a signal handler */
-	pthread_t fetcher, completer, maintenance;
-	int fetcher_started, completer_started, maintenance_started;
+	pthread_t fetcher, completer, maintenance, lease_keeper;
+	int fetcher_started, completer_started, maintenance_started,
+		lease_keeper_started;
 	/* Each thread's own connection (one shared instance for memory:). */
-	bus_store *fetch_store, *complete_store, *maint_store;
+	bus_store *fetch_store, *complete_store, *maint_store, *lease_store;
 
 	struct {
 		atomic_uint_fast64_t claimed, completed, retried, discarded,
-			snoozed, cancelled, given_back, rescued, lost;
+			snoozed, cancelled, given_back, rescued, lost,
+			refused, lease_lost;
 	} stats;
 };
 
@@ -142,8 +164,27 @@ void *bus__worker_executor(void *slot);
 void *bus__worker_completer(void *w);
 int bus__worker_submit(struct bus_worker *w, const bus_store_finish *f,
 		       struct worker_queue *owner);
-/* worker_maint.c: the maintenance thread. */
+/* worker_maint.c: the maintenance thread (rescue, prune). */
 void *bus__worker_maintenance(void *w);
+/* worker_lease.c: the lease keeper thread. */
+void *bus__worker_lease_keeper(void *w);
+
+/* worker_complete.c: records outcomes with per-item isolation: a batch the
+ * store refuses while it answers is halved until the refused items are
+ * alone; each is then recorded discarded with the store's refusal as its
+ * error (or, that refused too, left to the rescuer). While the store does
+ * not answer, the batch is retried with backoff as long as *go (read under
+ * w->lock) holds, and a few times after. applied[i] is 1 for the items
+ * whose guard held, 2 for those recorded discarded instead, 0 for the
+ * others. Returns how many items could not be written at all. */
+size_t bus__worker_finish_isolated(struct bus_worker *w, bus_store *s,
+				   const bus_store_finish *items, size_t n,
+				   unsigned char *applied, const int *go);
+
+/* worker_exec.c: the outcome recorded for a job stopped by a cancel
+ * request. */
+void bus__finish_cancelled(bus_store_finish *f, const bus_job *job,
+			   const char *node);
 
 /* Wakes the worker's fetcher (and naps that are wakeable): jobs may have
  * been stored for it. Takes w->lock. */

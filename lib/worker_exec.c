@@ -104,17 +104,39 @@ static void run_job(struct worker_slot *slot, struct bus_outcome *o)
 	bus__message_fini(&m);
 }
 
+void bus__finish_cancelled(bus_store_finish *f, const bus_job *job,
+			   const char *node)
+{
+	*f = (bus_store_finish){ job->id, node, job->attempt, 0,
+				 BUS_JOB_CANCELLED, -1,
+				 "cancelled by bus_job_cancel while it was "
+				 "running",
+				 0 };
+}
+
 static void finish_job(struct worker_slot *slot, const struct bus_outcome *o)
 {
 	struct bus_worker *w = slot->w;
 	const bus_job *job = &slot->job;
 	int reason = atomic_load(&slot->abort);
 	if (reason == ABORT_LOST) {
-		/* Cancelled by hand or rescued: its fate is recorded already. */
+		/* Rescued, or its lease ran out: its fate is the rescue's. */
 		atomic_fetch_add(&w->stats.lost, 1);
 		return;
 	}
 	bus_store_finish f;
+	/* Stopped by a cancel request: whatever the handler returned once it
+	 * was told, the job ends cancelled (as the request said). */
+	if (reason == ABORT_CANCEL) {
+		bus__finish_cancelled(&f, job, w->node);
+		if (bus__worker_submit(w, &f, slot->queue) != 0)
+			bus__log(&w->bus->log, BUS_LOG_ERROR,
+				 "worker '%s': job %lld was cancelled but that "
+				 "is not recorded (%s); its rescue will",
+				 w->node, (long long)job->id,
+				 bus_error_last()->message);
+		return;
+	}
 	/* Stopped by shutdown: what the handler decided (done, snoozed,
 	 * cancelled) stands; a failure is the interruption's, so the job goes
 	 * back unspent. Either way it is written only now that the handler
@@ -128,6 +150,14 @@ static void finish_job(struct worker_slot *slot, const struct bus_outcome *o)
 			bus__registry_find_durable(&w->bus->registry,
 						   job->handler);
 		bus__policy_decide(&f, job, h, w->node, o);
+		if (f.state == BUS_JOB_RETRYABLE &&
+		    f.delay_us == BUS_DELAY_MAX_US && h != NULL &&
+		    h->job.backoff != NULL)
+			bus__log(&w->bus->log, BUS_LOG_WARN,
+				 "worker '%s': the backoff of handler '%s' "
+				 "asked for BUS_DELAY_MAX_S or more; job %lld "
+				 "retries in BUS_DELAY_MAX_S",
+				 w->node, job->handler, (long long)job->id);
 	}
 	if (bus__worker_submit(w, &f, slot->queue) != 0)
 		bus__log(&w->bus->log, BUS_LOG_ERROR,

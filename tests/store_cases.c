@@ -879,19 +879,246 @@ START_TEST(cancel_follows_the_state_rules)
 	ck_assert_int_eq(ops->cancel(st, T0, 77), BUS_ENOTFOUND);
 	ck_assert_last_error(BUS_ENOTFOUND, "77");
 
-	/* A running job is cancelled; its worker's outcome is refused. */
+	/* A running job only records a request: it stays executing with its
+	 * lease, and so cannot be claimed again. */
 	ck_assert_int_eq(claim1(T0, "q"), b);
 	ck_assert_int_eq(ops->cancel(st, T0 + 2, b), 0);
 	r = get(b);
-	ck_assert_int_eq(r->state, BUS_JOB_CANCELLED);
-	ck_assert_int_eq(r->lease_until, 0);
+	ck_assert_int_eq(r->state, BUS_JOB_EXECUTING);
+	ck_assert_int_eq(r->cancel_requested_at, T0 + 2);
+	ck_assert_int_eq(r->lease_until, T0 + LEASE);
+	ck_assert_int_eq(r->finished_at, 0);
 	bus_job_free(r);
-	bus_store_finish f = outcome(b, 1, BUS_JOB_COMPLETED);
-	ck_assert_int_eq(finish1(T0 + 3, &f), 0);
+	/* A second request keeps the first time. */
+	ck_assert_int_eq(ops->cancel(st, T0 + 3, b), 0);
+	r = get(b);
+	ck_assert_int_eq(r->cancel_requested_at, T0 + 2);
+	bus_job_free(r);
+	ck_assert_int_eq(claim1(T0 + 4, "q"), 0);
+	ck_assert_int_eq(ops->retry(st, T0 + 4, b), BUS_ESTATE);
+	ck_assert_int_eq(ops->remove(st, b), BUS_ESTATE);
+	/* The worker reads the request... */
+	int64_t ids[2] = { b, a };
+	int attempts[2] = { 1, 0 };
+	unsigned char pending[2] = { 7, 7 };
+	ck_assert_int_eq(ops->cancel_pending(st, "node-a", ids, attempts, 2,
+					     pending),
+			 0);
+	ck_assert_int_eq(pending[0], 1);
+	ck_assert_int_eq(pending[1], 0);
+	/* ...which is not another node's, nor another attempt's. */
+	ck_assert_int_eq(ops->cancel_pending(st, "node-b", ids, attempts, 1,
+					     pending),
+			 0);
+	ck_assert_int_eq(pending[0], 0);
+	attempts[0] = 2;
+	ck_assert_int_eq(ops->cancel_pending(st, "node-a", ids, attempts, 1,
+					     pending),
+			 0);
+	ck_assert_int_eq(pending[0], 0);
+	/* The lease is still renewed. */
+	unsigned char held = 0;
+	int one = 1;
+	ck_assert_int_eq(ops->extend(st, T0 + 5, "node-a", LEASE, &b, &one, 1,
+				     &held),
+			 0);
+	ck_assert_int_eq(held, 1);
+	/* Whatever it then records but a success, it ends cancelled. */
+	bus_store_finish f = outcome(b, 1, BUS_JOB_RETRYABLE);
+	f.delay_us = 10 * SEC;
+	f.error = "stopped";
+	ck_assert_int_eq(finish1(T0 + 6, &f), 1);
+	r = get(b);
+	ck_assert_int_eq(r->state, BUS_JOB_CANCELLED);
+	ck_assert_int_eq(r->finished_at, T0 + 6);
+	ck_assert_int_eq(r->cancel_requested_at, 0);
+	ck_assert_int_eq(r->lease_until, 0);
+	ck_assert_ptr_nonnull(strstr(r->errors, "stopped"));
+	bus_job_free(r);
 	bus_job *rows;
 	size_t n;
 	ck_assert_int_eq(ops->expired(st, T0 + 2 * LEASE, 10, &rows, &n), 0);
 	ck_assert_uint_eq(n, 0);
+}
+END_TEST
+
+/* The finish rule of a cancel request, outcome by outcome, and for the
+ * rescue of its expired lease. */
+START_TEST(a_cancel_request_ends_every_outcome_but_success_cancelled)
+{
+	static const bus_job_state outcomes[] = {
+		BUS_JOB_RETRYABLE, BUS_JOB_DISCARDED, BUS_JOB_SCHEDULED,
+		BUS_JOB_AVAILABLE, BUS_JOB_CANCELLED, BUS_JOB_COMPLETED,
+	};
+	const size_t n_out = sizeof outcomes / sizeof *outcomes;
+	bus_store_new_job j = job_in("q", 0, 0);
+	j.unique_key = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+	j.unique_states = BUS_STATES_UNFINISHED;
+	for (size_t i = 0; i < n_out; i++) {
+		int64_t id = insert1(&j);
+		ck_assert_int_eq(claim1(T0, "q"), id);
+		ck_assert_int_eq(ops->cancel(st, T0 + 1, id), 0);
+		bus_job *r = get(id);
+		ck_assert_ptr_nonnull(r->unique_key);
+		bus_job_free(r);
+		bus_store_finish f = outcome(id, 1, outcomes[i]);
+		f.refund_attempt = outcomes[i] == BUS_JOB_AVAILABLE;
+		ck_assert_int_eq(finish1(T0 + 2, &f), 1);
+		r = get(id);
+		bus_job_state want = outcomes[i] == BUS_JOB_COMPLETED
+					     ? BUS_JOB_COMPLETED
+					     : BUS_JOB_CANCELLED;
+		ck_assert_msg(r->state == want, "outcome %s gave %s",
+			      bus_job_state_name(outcomes[i]),
+			      bus_job_state_name(r->state));
+		ck_assert_int_eq(r->finished_at, T0 + 2);
+		ck_assert_int_eq(r->cancel_requested_at, 0);
+		/* cancelled and completed are outside the key's states */
+		ck_assert_ptr_null(r->unique_key);
+		bus_job_free(r);
+	}
+	/* The rescue of an expired lease with a request: cancelled. */
+	int64_t id = insert1(&j);
+	ck_assert_int_eq(claim1(T0, "q"), id);
+	ck_assert_int_eq(ops->cancel(st, T0 + 1, id), 0);
+	bus_store_finish f = outcome(id, 1, BUS_JOB_RETRYABLE);
+	f.only_if_expired = 1;
+	f.delay_us = 5 * SEC;
+	ck_assert_int_eq(finish1(T0 + LEASE + 1, &f), 1);
+	ck_assert_int_eq(state_of(id), BUS_JOB_CANCELLED);
+}
+END_TEST
+
+/* The rows come back queue by queue in the order asked, each queue in
+ * (priority, scheduled_at, id) order: the worker runs them so. */
+START_TEST(claim_returns_rows_in_claim_order)
+{
+	int64_t q1[3], q2[3];
+	for (int i = 0; i < 3; i++) {
+		bus_store_new_job j = job_in("q1", 2 - i, 0);
+		q1[2 - i] = insert1(&j);
+		j = job_in("q2", 0, T0 - (3 - i) * SEC);
+		q2[i] = insert1(&j);
+	}
+	bus_store_claim c[2] = { { "q2", 10 }, { "q1", 10 } };
+	bus_job *rows = NULL;
+	size_t n = 0;
+	ck_assert_int_eq(ops->claim(st, T0, "node-a", LEASE, c, 2, &rows, &n),
+			 0);
+	ck_assert_uint_eq(n, 6);
+	for (int i = 0; i < 3; i++) {
+		ck_assert_int_eq(rows[i].id, q2[i]);
+		ck_assert_int_eq(rows[3 + i].id, q1[i]);
+	}
+	bus_job_list_free(rows, n);
+}
+END_TEST
+
+START_TEST(retry_keeps_the_place_of_a_due_job)
+{
+	bus_store_new_job j = job_in("q", 0, 0);
+	int64_t a = insert1(&j);
+	j = job_in("q", 0, T0 + 5 * SEC);
+	int64_t later = insert1(&j);
+	j = job_in("q", 0, T0 + SEC);
+	int64_t due = insert1(&j);
+	ck_assert_int_eq(ops->retry(st, T0 + 2 * SEC, a), 0);
+	ck_assert_int_eq(ops->retry(st, T0 + 2 * SEC, later), 0);
+	ck_assert_int_eq(ops->retry(st, T0 + 2 * SEC, due), 0);
+	bus_job *r = get(a);
+	ck_assert_int_eq(r->state, BUS_JOB_AVAILABLE);
+	ck_assert_int_eq(r->scheduled_at, T0);
+	bus_job_free(r);
+	r = get(due); /* scheduled, but due: it keeps its time */
+	ck_assert_int_eq(r->state, BUS_JOB_AVAILABLE);
+	ck_assert_int_eq(r->scheduled_at, T0 + SEC);
+	bus_job_free(r);
+	r = get(later);
+	ck_assert_int_eq(r->state, BUS_JOB_AVAILABLE);
+	ck_assert_int_eq(r->scheduled_at, T0 + 2 * SEC);
+	bus_job_free(r);
+	size_t n = 0;
+	bus_job *rows = claim_n(T0 + 2 * SEC, "q", 3, &n);
+	ck_assert_uint_eq(n, 3);
+	ck_assert_int_eq(rows[0].id, a);
+	ck_assert_int_eq(rows[1].id, due);
+	ck_assert_int_eq(rows[2].id, later);
+	bus_job_list_free(rows, n);
+}
+END_TEST
+
+/* More items than one statement takes (256 on MySQL), guards holding and
+ * failing in a pattern: outcomes of the worker (no lease condition) mixed
+ * with rescues (only_if_expired), of jobs whose leases have and have not
+ * run out. */
+START_TEST(a_large_mixed_finish_batch_applies_exactly_the_held_guards)
+{
+	enum { N = 300 };
+	bus_store_new_job j = job_in("q", 0, 0);
+	bus_store_new_job *jobs = calloc(N, sizeof *jobs);
+	bus_enqueue_result *res = calloc(N, sizeof *res);
+	for (size_t i = 0; i < N; i++)
+		jobs[i] = j;
+	ck_assert_int_eq(ops->insert(st, T0 - 3 * LEASE, jobs, N, res), 0);
+	/* The first half's leases run out before T0; the second's do not. */
+	size_t n = 0;
+	bus_job *rows = claim_n(T0 - 2 * LEASE, "q", N / 2, &n);
+	ck_assert_uint_eq(n, N / 2);
+	bus_job_list_free(rows, n);
+	rows = claim_n(T0, "q", N, &n);
+	ck_assert_uint_eq(n, N / 2);
+	bus_job_list_free(rows, n);
+	bus_store_finish *f = calloc(N, sizeof *f);
+	unsigned char *applied = malloc(N);
+	int *want = calloc(N, sizeof *want);
+	for (size_t i = 0; i < N; i++) {
+		int expired = i < N / 2;
+		f[i] = outcome(res[i].id, 1, BUS_JOB_COMPLETED);
+		want[i] = 1;
+		if (i % 3 == 1) {
+			f[i].node = "node-b"; /* not ours */
+			want[i] = 0;
+		} else if (i % 5 == 2) {
+			f[i].attempt = 2; /* another attempt */
+			want[i] = 0;
+		} else if (i % 4 == 3) {
+			/* a rescue: applies only where the lease ran out */
+			f[i].only_if_expired = 1;
+			f[i].state = BUS_JOB_RETRYABLE;
+			f[i].delay_us = SEC;
+			f[i].error = "lease expired";
+			want[i] = expired;
+		} else if (i % 2) {
+			f[i].state = BUS_JOB_RETRYABLE;
+			f[i].delay_us = SEC;
+			f[i].error = "retry me";
+		}
+	}
+	memset(applied, 9, N);
+	ck_assert_int_eq(ops->finish(st, T0 + 1, f, N, applied), 0);
+	size_t held = 0, rescued = 0;
+	for (size_t i = 0; i < N; i++) {
+		ck_assert_msg(applied[i] == want[i], "item %zu: applied %d",
+			      i, applied[i]);
+		bus_job_state s = state_of(res[i].id);
+		ck_assert_msg(s == (want[i] ? f[i].state : BUS_JOB_EXECUTING),
+			      "item %zu is %s", i, bus_job_state_name(s));
+		held += want[i];
+		rescued += want[i] && f[i].only_if_expired;
+	}
+	/* The pattern has all four kinds. */
+	ck_assert_uint_gt(held, 0);
+	ck_assert_uint_lt(held, N);
+	ck_assert_uint_gt(rescued, 0);
+	/* A second pass: every guard now fails. */
+	ck_assert_int_eq(ops->finish(st, T0 + 2, f, N, applied), 0);
+	for (size_t i = 0; i < N; i++)
+		ck_assert_int_eq(applied[i], 0);
+	free(jobs);
+	free(res);
+	free(f);
+	free(applied);
+	free(want);
 }
 END_TEST
 
@@ -1266,6 +1493,12 @@ void store_cases_add(TCase *tc, const struct store_fixture *f)
 	tcase_add_test(tc, extend_renews_only_held_leases);
 	tcase_add_test(tc, expired_lists_oldest_leases_first);
 	tcase_add_test(tc, cancel_follows_the_state_rules);
+	tcase_add_test(tc,
+		       a_cancel_request_ends_every_outcome_but_success_cancelled);
+	tcase_add_test(tc, retry_keeps_the_place_of_a_due_job);
+	tcase_add_test(tc, claim_returns_rows_in_claim_order);
+	tcase_add_test(tc,
+		       a_large_mixed_finish_batch_applies_exactly_the_held_guards);
 	tcase_add_test(tc, retry_makes_a_job_available_with_an_attempt_left);
 	tcase_add_test(tc, remove_deletes_jobs_that_are_not_running);
 	tcase_add_test(tc, list_filters_and_pages_in_id_order);

@@ -33,29 +33,44 @@ static char *list_build(const struct my_tables *t, size_t rows)
 			   NULL, NULL, rows);
 }
 
+/* A single-table UPDATE assigns left to right, each expression seeing
+ * the columns set before it: state is set last, so every other one reads
+ * the state the job had. An executing job only records the request (once:
+ * a second cancel changes nothing, and is told apart by the state read
+ * after). */
 static char *cancel_build(const struct my_tables *t, size_t rows)
 {
 	return bus__my_sql(t,
-			   "UPDATE bus_jobs SET state = 5, "
-			   "finished_at = COALESCE(?, UTC_TIMESTAMP(6)), "
-			   "lease_until = NULL, "
-			   "unique_key = IF((unique_states >> 5) & 1, "
-			   "unique_key, NULL) "
+			   "UPDATE bus_jobs SET "
+			   "cancel_requested_at = IF(state = 2, "
+			   "COALESCE(cancel_requested_at, "
+			   "COALESCE(?, UTC_TIMESTAMP(6))), NULL), "
+			   "finished_at = IF(state = 2, NULL, "
+			   "COALESCE(?, UTC_TIMESTAMP(6))), "
+			   "lease_until = IF(state = 2, lease_until, NULL), "
+			   "unique_key = IF(state = 2 OR "
+			   "(unique_states >> 5) & 1, unique_key, NULL), "
+			   "state = IF(state = 2, 2, 5) "
 			   "WHERE id = ? AND state IN (0, 1, 2, 3)",
 			   NULL, NULL, rows);
 }
 
-/* max_attempts reads attempt, which this statement does not set. */
+/* max_attempts reads attempt, which this statement does not set; state is
+ * set last (see cancel_build): a job already due keeps its scheduled_at,
+ * its place in line. */
 static char *retry_build(const struct my_tables *t, size_t rows)
 {
 	return bus__my_sql(t,
-			   "UPDATE bus_jobs SET state = 0, "
-			   "scheduled_at = COALESCE(?, UTC_TIMESTAMP(6)), "
+			   "UPDATE bus_jobs SET "
+			   "scheduled_at = IF(state IN (0, 1, 3) AND "
+			   "scheduled_at <= COALESCE(?, UTC_TIMESTAMP(6)), "
+			   "scheduled_at, COALESCE(?, UTC_TIMESTAMP(6))), "
 			   "finished_at = NULL, lease_until = NULL, "
+			   "cancel_requested_at = NULL, "
 			   "max_attempts = IF(attempt >= max_attempts, "
 			   "attempt + 1, max_attempts), "
 			   "unique_key = IF(unique_states & 1, unique_key, "
-			   "NULL) "
+			   "NULL), state = 0 "
 			   "WHERE id = ? AND state <> 2",
 			   NULL, NULL, rows);
 }
@@ -108,9 +123,9 @@ static int by_id(struct my_conn *c, int slot, my_sql_fn build, int with_now,
 {
 	struct my_params p;
 	int rc = bus__my_prepare(c, out, slot, build, 0);
-	if (rc != 0 || (rc = bus__my_params_init(&p, 2)) != 0)
+	if (rc != 0 || (rc = bus__my_params_init(&p, 3)) != 0)
 		return rc;
-	if (with_now)
+	for (int k = 0; k < with_now; k++)
 		bus__my_p_time(&p, now);
 	bus__my_p_ll(&p, id);
 	rc = bus__my_exec(c, *out, &p);
@@ -243,8 +258,8 @@ static int change_op(bus_store *s, void *arg)
 		my_sql_fn build;
 		int with_now;
 	} stmts[] = {
-		[CANCEL] = { SL_CANCEL, cancel_build, 1 },
-		[RETRY] = { SL_RETRY, retry_build, 1 },
+		[CANCEL] = { SL_CANCEL, cancel_build, 2 },
+		[RETRY] = { SL_RETRY, retry_build, 2 },
 		[REMOVE] = { SL_REMOVE, remove_build, 0 },
 	};
 	struct change_arg *a = arg;
@@ -277,9 +292,12 @@ int bus__my_cancel(bus_store *s, int64_t now, int64_t id)
 {
 	int rc = bus__my_now_check(s, "cancel", now);
 	struct change_arg a = { CANCEL, now, id, -1, 0 };
+	/* Nothing changed on an executing job: its request was made before. */
 	if (rc == 0)
-		rc = change(s, &a, "cancelling a job", BUS_STATES_UNFINISHED);
-	if (rc != 0 || a.changed)
+		rc = change(s, &a, "cancelling a job",
+			    BUS_STATES_UNFINISHED &
+				    ~BUS_STATE_BIT(BUS_JOB_EXECUTING));
+	if (rc != 0 || a.changed || a.state == BUS_JOB_EXECUTING)
 		return rc;
 	if (a.state < 0)
 		return not_found(s, id);

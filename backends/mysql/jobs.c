@@ -1,5 +1,6 @@
 /*
- * The worker's other operations: finish, extend and expired.
+ * The worker's other operations: finish, extend, expired and
+ * cancel_pending.
  *
  * finish and extend take a batch as one statement each: the batch is a
  * derived table of parameter rows (SELECT ? ... UNION ALL ...) joined to
@@ -20,6 +21,9 @@
 	"j.state = 2 AND j.attempted_by = b.node AND j.attempt = b.attempt "   \
 	"AND (b.oie = 0 OR j.lease_until < n.now)"
 #define NOW_TABLE "(SELECT COALESCE(?, UTC_TIMESTAMP(6)) AS now) n"
+/* The state an outcome gives: a pending cancel request ends every outcome
+ * but a success (backend.h). */
+#define NEW_STATE "IF(j.cancel_requested_at IS NULL OR b.st = 4, b.st, 5)"
 
 static char *finish_check_build(const struct my_tables *t, size_t rows)
 {
@@ -46,19 +50,22 @@ static char *finish_set_build(const struct my_tables *t, size_t rows)
 		"JOIN " NOW_TABLE " SET "
 		"j.attempt = j.attempt - "
 		"IF(b.refund <> 0 AND j.attempt > 0, 1, 0), "
-		"j.scheduled_at = IF(b.st IN (0, 1, 3) AND b.delay >= 0, "
-		"n.now + INTERVAL b.delay MICROSECOND, j.scheduled_at), "
+		"j.scheduled_at = IF(" NEW_STATE " IN (0, 1, 3) AND "
+		"b.delay >= 0, n.now + INTERVAL b.delay MICROSECOND, "
+		"j.scheduled_at), "
 		"j.errors = IF(b.err IS NULL, j.errors, CONCAT("
 		"IF(JSON_LENGTH(j.errors) = 0, '[', "
 		"CONCAT(LEFT(TRIM(j.errors), CHAR_LENGTH(TRIM(j.errors)) - 1), "
 		"',')), '{\"attempt\":', b.attempt, ',\"at\":', "
 		"TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', n.now), "
 		"',\"error\":', b.err, '}]')), "
-		"j.finished_at = IF(b.st IN (4, 5, 6), n.now, NULL), "
+		"j.finished_at = IF(" NEW_STATE " IN (4, 5, 6), n.now, NULL), "
 		"j.lease_until = NULL, "
-		"j.unique_key = IF((j.unique_states >> b.st) & 1, "
+		"j.unique_key = IF((j.unique_states >> " NEW_STATE ") & 1, "
 		"j.unique_key, NULL), "
-		"j.state = b.st WHERE " FINISH_GUARD,
+		"j.state = " NEW_STATE ", "
+		/* last: the expressions above read the request */
+		"j.cancel_requested_at = NULL WHERE " FINISH_GUARD,
 		"SELECT CAST(? AS SIGNED) AS i, CAST(? AS SIGNED) AS id, "
 		"? AS node, CAST(? AS SIGNED) AS attempt, "
 		"CAST(? AS SIGNED) AS oie, CAST(? AS SIGNED) AS st, "
@@ -67,13 +74,27 @@ static char *finish_set_build(const struct my_tables *t, size_t rows)
 		" UNION ALL ", rows);
 }
 
+/* NOWAIT: a renewal fails at once on a row another transaction holds, and
+ * the core then renews the others one by one (backend.h). */
 static char *extend_check_build(const struct my_tables *t, size_t rows)
 {
 	return bus__my_sql(
 		t,
 		"SELECT b.i FROM ({rows}) b JOIN bus_jobs j ON j.id = b.id "
 		"WHERE j.state = 2 AND j.attempted_by = ? AND "
-		"j.attempt = b.attempt FOR UPDATE",
+		"j.attempt = b.attempt FOR UPDATE NOWAIT",
+		"SELECT CAST(? AS SIGNED) AS i, CAST(? AS SIGNED) AS id, "
+		"CAST(? AS SIGNED) AS attempt",
+		" UNION ALL ", rows);
+}
+
+static char *cancel_pending_build(const struct my_tables *t, size_t rows)
+{
+	return bus__my_sql(
+		t,
+		"SELECT b.i FROM ({rows}) b JOIN bus_jobs j ON j.id = b.id "
+		"WHERE j.state = 2 AND j.attempted_by = ? AND "
+		"j.attempt = b.attempt AND j.cancel_requested_at IS NOT NULL",
 		"SELECT CAST(? AS SIGNED) AS i, CAST(? AS SIGNED) AS id, "
 		"CAST(? AS SIGNED) AS attempt",
 		" UNION ALL ", rows);
@@ -480,5 +501,76 @@ int bus__my_expired(bus_store *s, int64_t now, size_t limit, bus_job **out,
 		*out = a.rows;
 		*n_out = a.n;
 	}
+	return rc;
+}
+
+/* ---- cancel_pending ---- */
+
+struct pending_arg {
+	const char *node;
+	const int64_t *ids;
+	const int *attempts;
+	size_t n;
+	unsigned char *pending;
+};
+
+static int pending_op(bus_store *s, void *arg)
+{
+	struct pending_arg *a = arg;
+	struct my_conn *c = &s->conn;
+	memset(a->pending, 0, a->n);
+	for (size_t done = 0; done < a->n;) {
+		size_t left = a->n - done, got = 0;
+		size_t n = left < MY_ROWS_MAX ? left : MY_ROWS_MAX;
+		int b = bus__my_bucket(n);
+		size_t rows = bus__my_bucket_rows[b];
+		long long idx[MY_ROWS_MAX];
+		MYSQL_STMT *st;
+		struct my_params p;
+		int rc = bus__my_prepare(c, &st, SL_CANCEL_PENDING + b,
+					 cancel_pending_build, rows);
+		if (rc != 0 ||
+		    (rc = bus__my_params_init(&p, rows * 3 + 1)) != 0)
+			return rc;
+		for (size_t k = 0; k < rows; k++) {
+			if (k >= n) {
+				bus__my_p_null(&p);
+				bus__my_p_null(&p);
+				bus__my_p_null(&p);
+				continue;
+			}
+			bus__my_p_ll(&p, (long long)k);
+			bus__my_p_ll(&p, a->ids[done + k]);
+			bus__my_p_ll(&p, a->attempts[done + k]);
+		}
+		bus__my_p_str(&p, a->node);
+		rc = bus__my_exec(c, st, &p);
+		bus__my_params_free(&p);
+		if (rc == 0)
+			rc = bus__my_ints_fetch(c, st, idx, n, &got);
+		if (rc != 0)
+			return rc;
+		for (size_t k = 0; k < got; k++)
+			if (idx[k] >= 0 && (size_t)idx[k] < n)
+				a->pending[done + (size_t)idx[k]] = 1;
+		done += n;
+	}
+	return 0;
+}
+
+int bus__my_cancel_pending(bus_store *s, const char *node, const int64_t *ids,
+			   const int *attempts, size_t n,
+			   unsigned char *pending)
+{
+	if (n == 0)
+		return 0;
+	if (node == NULL || ids == NULL || attempts == NULL || pending == NULL)
+		return s->env.error(BUS_EINVAL,
+				    "mysql store: cancel_pending: node, ids, "
+				    "attempts or pending is NULL");
+	struct pending_arg a = { node, ids, attempts, n, pending };
+	int rc = bus__my_run(s, "reading cancel requests", pending_op, &a);
+	if (rc != 0)
+		memset(pending, 0, n);
 	return rc;
 }

@@ -100,6 +100,7 @@ static const struct bus_store_ops my_ops = {
 	.counts = bus__my_counts,
 	.prune = bus__my_prune,
 	.insert_tx = bus__my_insert_tx,
+	.cancel_pending = bus__my_cancel_pending,
 	.now = bus__my_now,
 };
 

@@ -111,7 +111,8 @@ enum my_slot {
 	SL_GET,
 	SL_LIST,
 	SL_CANCEL,
-	SL_RETRY,
+	SL_CANCEL_PENDING,
+	SL_RETRY = SL_CANCEL_PENDING + MY_BUCKETS,
 	SL_REMOVE,
 	SL_PAUSE,
 	SL_COUNTS,
@@ -289,7 +290,7 @@ int bus__my_exec(struct my_conn *c, MYSQL_STMT *st, struct my_params *p);
 	"id, kind, handler, queue, priority, payload, meta, tags, state, "     \
 	"attempt, max_attempts, timeout_ms, scheduled_at, inserted_at, "       \
 	"attempted_at, lease_until, finished_at, attempted_by, errors, "       \
-	"unique_key, unique_states"
+	"unique_key, unique_states, cancel_requested_at"
 
 /*
  * Reads the result of an executed statement whose columns are MY_JOB_COLS,
@@ -339,6 +340,9 @@ int bus__my_get(bus_store *s, int64_t id, bus_job **out);
 int bus__my_list(bus_store *s, const bus_job_filter *filter, bus_job **out,
 		 size_t *n_out);
 int bus__my_cancel(bus_store *s, int64_t now, int64_t id);
+int bus__my_cancel_pending(bus_store *s, const char *node, const int64_t *ids,
+			   const int *attempts, size_t n,
+			   unsigned char *pending);
 int bus__my_retry(bus_store *s, int64_t now, int64_t id);
 int bus__my_remove(bus_store *s, int64_t id);
 int bus__my_set_paused(bus_store *s, const char *queue, int paused);

@@ -200,8 +200,12 @@ static int apply_step(struct my_conn *c, const struct my_step *step)
 	for (const char *s = sql; rc == 0 && *s != '\0';) {
 		const char *end = statement_end(s);
 		size_t len = (size_t)(end - s);
+		/* ER_DUP_FIELDNAME: a column a step adds is there already
+		 * (the step ran, its version was not recorded): MySQL has
+		 * no ADD COLUMN IF NOT EXISTS. */
 		if (has_statement(s, len) &&
-		    mysql_real_query(c->db, s, len) != 0) {
+		    mysql_real_query(c->db, s, len) != 0 &&
+		    mysql_errno(c->db) != ER_DUP_FIELDNAME) {
 			rc = bus__my_db_fail(c);
 			char msg[sizeof c->err_msg];
 			snprintf(msg, sizeof msg, "step %s: %.300s", step->name,

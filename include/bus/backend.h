@@ -29,6 +29,10 @@
 extern "C" {
 #endif
 
+/* 2: cancel of an executing job records a request (cancel,
+ * cancel_requested_at in bus_job, the finish rule below, cancel_pending);
+ * retry keeps a due job's scheduled_at; claim returns rows in claim order;
+ * the store's clock (now). */
 #define BUS_STORE_ABI_VERSION 2
 
 typedef struct bus_store bus_store; /* the backend's connection */
@@ -89,7 +93,8 @@ typedef struct bus_store_finish {
 	 * available (given back). */
 	bus_job_state state;
 	/* For retryable, scheduled and available: scheduled_at = now + delay_us;
-	 * negative: leave scheduled_at as it is. */
+	 * negative: leave scheduled_at as it is. The core never passes more
+	 * than BUS_DELAY_MAX_S seconds; a store may refuse more (BUS_EINVAL). */
 	int64_t delay_us;
 	/* Appended to errors as {"attempt":attempt,"at":now,"error":error};
 	 * NULL: nothing appended. */
@@ -103,7 +108,26 @@ typedef struct bus_store_finish {
  * finished_at is set when the new state is completed, cancelled or
  * discarded (and cleared otherwise); lease_until is cleared when the state
  * is not executing; unique_key is cleared when the new state is not in the
- * job's unique_states (it is never set again).
+ * job's unique_states (it is never set again); cancel_requested_at is
+ * cleared (it is set only while the job is executing, see cancel).
+ *
+ * The life of a cancel request (a store needs one nullable time column,
+ * cancel_requested_at, and nothing else):
+ *  1. cancel of an executing job sets cancel_requested_at = now (once: a
+ *     second cancel keeps the first time) and changes nothing else: the job
+ *     stays executing with its attempt, lease and unique key, so no claim
+ *     can take it and no twin can be inserted while its handler runs.
+ *  2. The worker holding it asks cancel_pending, stops the handler, and
+ *     records the outcome cancelled through finish.
+ *  3. finish of a job with a cancel request, whatever state the item asks
+ *     for except completed, makes it cancelled (finished_at = now, error
+ *     appended, attempt refunded when the item says so, scheduled_at
+ *     unchanged, unique key per its unique_states): so a retryable outcome written before the worker
+ *     noticed the request, a give-back at shutdown, or the rescue of its
+ *     expired lease all end the job cancelled. A completed outcome stands
+ *     (the work was done before the request was seen).
+ * retry and remove refuse an executing job (BUS_ESTATE), so they refuse a
+ * job with a pending request until it is cancelled; prune never sees it.
  */
 
 /* The store may be used by many threads at once through one instance (the
@@ -137,17 +161,34 @@ struct bus_store_ops {
 	 * becomes executing with attempt + 1, attempted_at = now, attempted_by =
 	 * node and lease_until = now + lease_us, and is returned as it is after
 	 * the claim. Concurrent claims never return the same job.
+	 * *out is in claim order: queue by queue in the order of `queues` (a
+	 * queue listed twice counts once, at its first place), and within a
+	 * queue by (priority, scheduled_at, id). The worker runs them
+	 * in that order, so a store whose claim statement returns rows in
+	 * another order (UPDATE ... RETURNING) must sort them.
 	 */
 	int (*claim)(bus_store *s, int64_t now, const char *node,
 		     int64_t lease_us, const bus_store_claim *queues,
 		     size_t n_queues, bus_job **out, size_t *n_out);
 
-	/* Records outcomes; applied[i] = 1 when items[i]'s guard held. */
+	/* Records outcomes; applied[i] = 1 when items[i]'s guard held. Items
+	 * apply in order, as if one at a time, and should apply atomically:
+	 * on failure nothing changed and applied[] all 0. The core isolates
+	 * an item the store refuses by calling again with smaller batches (an
+	 * item a failed call did apply is then refused by its guard, which is
+	 * harmless), so a store refuses an item it cannot write (BUS_EINVAL
+	 * naming it) rather than write part of it. See the cancel request
+	 * rule above. */
 	int (*finish)(bus_store *s, int64_t now, const bus_store_finish *items,
 		      size_t n, unsigned char *applied);
 
 	/* Sets lease_until = now + lease_us of the jobs still executing by
-	 * `node` with the given attempt; held[i] tells which were. */
+	 * `node` with the given attempt; held[i] tells which were. A pending
+	 * cancel request does not stop a lease from being renewed. The core
+	 * calls it with small batches from a thread and connection of its own;
+	 * it should not wait long for a row lock (fail fast instead, e.g.
+	 * FOR UPDATE NOWAIT): the core then renews the items one by one, so
+	 * that one locked job cannot stop the renewal of the others. */
 	int (*extend)(bus_store *s, int64_t now, const char *node,
 		      int64_t lease_us, const int64_t *ids, const int *attempts,
 		      size_t n, unsigned char *held);
@@ -160,12 +201,16 @@ struct bus_store_ops {
 	int (*get)(bus_store *s, int64_t id, bus_job **out);
 	int (*list)(bus_store *s, const bus_job_filter *filter, bus_job **out,
 		    size_t *n_out);
-	/* Unfinished job -> cancelled (finished_at = now); BUS_ESTATE when it
-	 * has finished. */
+	/* A job available, scheduled or retryable -> cancelled (finished_at =
+	 * now). An executing job stays executing and records the request:
+	 * cancel_requested_at = now unless already set (see above). 0 in both
+	 * cases; BUS_ESTATE when it has finished. */
 	int (*cancel)(bus_store *s, int64_t now, int64_t id);
-	/* Job not executing -> available, scheduled_at = now, finished_at
-	 * cleared, max_attempts raised to attempt + 1 when spent; BUS_ESTATE
-	 * when executing. */
+	/* Job not executing -> available, finished_at cleared, max_attempts
+	 * raised to attempt + 1 when spent. scheduled_at is kept when the job
+	 * is already due (available, or scheduled/retryable with scheduled_at
+	 * <= now: it keeps its place in line), else set to now. BUS_ESTATE when
+	 * executing (a job with a pending cancel request included). */
 	int (*retry)(bus_store *s, int64_t now, int64_t id);
 	/* Deletes a job that is not executing; BUS_ESTATE when it is. */
 	int (*remove)(bus_store *s, int64_t id);
@@ -185,6 +230,14 @@ struct bus_store_ops {
 			 bus_enqueue_result *results);
 
 	/* ---- ABI 2 ---- */
+
+	/* pending[i] = 1 when job ids[i] is executing by `node` with attempt
+	 * attempts[i] and has a cancel request (cancel_requested_at set), else
+	 * 0. Reads only; the core calls it about twice a second with the jobs
+	 * a worker holds, so it should be cheap (by primary key). */
+	int (*cancel_pending)(bus_store *s, const char *node,
+			      const int64_t *ids, const int *attempts,
+			      size_t n, unsigned char *pending);
 
 	/* The store's clock: the time (microseconds since the epoch) it
 	 * stamps with when an operation is given now = 0. The core reads it

@@ -61,9 +61,14 @@ typedef struct bus_job {
 	int64_t scheduled_at, inserted_at, attempted_at, lease_until,
 		finished_at;
 	char *attempted_by; /* node of the last attempt, or NULL */
-	char *errors;       /* JSON array of {"attempt","at","error"} */
+	/* JSON array of {"attempt","at","error"}; each error text is valid
+	 * UTF-8 (a byte that is not becomes U+FFFD), at most 16 KiB. */
+	char *errors;
 	char *unique_key;   /* hex SHA-256 while the job counts as unique */
 	unsigned unique_states; /* BUS_STATE_BIT set; 0 when not unique */
+	/* When bus_job_cancel was called while the job was executing (the
+	 * request is pending: see bus_job_cancel); 0 otherwise. */
+	int64_t cancel_requested_at;
 } bus_job;
 
 BUS_EXTERN void bus_job_free(bus_job *job);
@@ -142,15 +147,26 @@ typedef struct bus_replace_opts {
 #define BUS_PRIORITY_MIN (-32768) /* smaller runs first */
 #define BUS_PRIORITY_MAX 32767
 #define BUS_MAX_ATTEMPTS_MAX 1000
+/* The longest duration of any kind: run_in_ms, timeout_ms, a unique
+ * period_s, a snooze, a retention, and what a backoff function may return
+ * (10 years, in seconds). An option beyond it is BUS_EINVAL naming it; a
+ * backoff result beyond it is clamped to it, and delay arithmetic inside
+ * saturates there, so no delay ever wraps around into the past. */
+#define BUS_DELAY_MAX_S INT64_C(315360000)
+/* The latest run_at: 9999-12-31T23:59:59Z, the last time every store
+ * holds. */
+#define BUS_TIME_MAX_US INT64_C(253402300799000000)
 
 typedef struct bus_job_opts {
 	unsigned int version;
 	const char *queue;     /* NULL: the handler's, or "default" */
 	int priority;          /* BUS_UNSET: the handler's, or 0 */
 	int max_attempts;      /* BUS_UNSET: the handler's, or 3 */
-	int64_t timeout_ms;    /* 0: the handler's (none unless set) */
-	int64_t run_at;        /* absolute time, or 0 */
-	int64_t run_in_ms;     /* from now, or 0; not both with run_at */
+	int64_t timeout_ms;    /* 0: the handler's (none unless set);
+				  at most BUS_DELAY_MAX_S * 1000 */
+	int64_t run_at;        /* absolute time, or 0; <= BUS_TIME_MAX_US */
+	int64_t run_in_ms;     /* from now, or 0; not both with run_at;
+				  at most BUS_DELAY_MAX_S * 1000 */
 	const char *tags;      /* JSON array of strings, or NULL */
 	const char *meta;      /* JSON object of free keys, or NULL */
 	const bus_unique_opts *unique;   /* NULL: the handler's (or none) */
@@ -175,7 +191,9 @@ typedef struct bus_enqueue_result {
 
 /* Backoff: the delay in microseconds before the retry after failed attempt
  * `attempt` (1 for the first). Default: min(2^(attempt-1), 60) minutes, with
- * up to 10% jitter. */
+ * up to 10% jitter. A negative result counts as 0, one above
+ * BUS_DELAY_MAX_S seconds as BUS_DELAY_MAX_S (and the worker logs a
+ * warning naming the handler). */
 typedef int64_t (*bus_backoff_fn)(int attempt, void *udata);
 
 /*
@@ -241,7 +259,9 @@ BUS_EXTERN int bus_enqueue_many_tx(bus_enqueue_result *results, bus *b,
 BUS_EXTERN const bus_job *bus_ctx_job(const bus_ctx *ctx);
 
 /* Asks to run the job again in `seconds`, not counting this attempt; for
- * `return bus_ctx_snooze(ctx, 30);`. Returns BUS_ESNOOZE. */
+ * `return bus_ctx_snooze(ctx, 30);`. Returns BUS_ESNOOZE; BUS_EINVAL (the
+ * attempt then fails with that message) for seconds < 0 or above
+ * BUS_DELAY_MAX_S. */
 BUS_EXTERN int bus_ctx_snooze(bus_ctx *ctx, int64_t seconds);
 
 /* Cancels the job for good (no retry), recording why; for
@@ -273,12 +293,32 @@ typedef struct bus_job_filter {
 BUS_EXTERN int bus_job_list(bus_job **out, size_t *n, bus *b,
 			    const bus_job_filter *filter);
 
-/* Cancels a job that has not finished. A running job's worker learns of it
- * at its next lease renewal, stops it, and its outcome is not recorded.
- * BUS_ESTATE when the job has already finished. */
+/*
+ * Cancels a job that has not finished. BUS_ESTATE when it has finished.
+ *
+ * A job waiting to run (available, scheduled, retryable) is cancelled at
+ * once. A running (executing) job is not: the call records a request
+ * (cancel_requested_at) and the job goes on being executing, holding its
+ * unique key, so that neither a second run of it nor a run of a unique
+ * twin can start while its handler may still be running. Then:
+ *  - the worker running it learns of the request within its
+ *    cancel_check_ms (0.5 s by default) and stops the handler: a threaded
+ *    handler sees bus_ctx_expired() turn true, a child process is killed;
+ *    a job still waiting in the worker's prefetch is not started;
+ *  - once the handler has returned, the job becomes cancelled (finished_at
+ *    set, its outcome not recorded) -- unless it had completed before the
+ *    request was seen: a completed outcome stands;
+ *  - should its worker be gone, the rescue of its expired lease makes it
+ *    cancelled instead of retryable.
+ * Until then bus_job_retry and bus_job_delete refuse it (BUS_ESTATE) and
+ * bus_job_prune does not touch it. Poll bus_job_get for the end.
+ */
 BUS_EXTERN int bus_job_cancel(bus *b, int64_t id);
-/* Makes a job that is not running available now; a job out of attempts gets
- * one more. BUS_ESTATE when it is executing. A unique job keeps its key when
+/* Makes a job that is not running available; a job out of attempts gets
+ * one more. A job already due (available, or scheduled/retryable whose time
+ * has come) keeps its scheduled_at, so its place in line; any other runs
+ * from now. BUS_ESTATE when it is executing (also with a cancel pending).
+ * A unique job keeps its key when
  * it still holds it (it finished in a state that counts); one that left its
  * unique states no longer counts as unique once retried. */
 BUS_EXTERN int bus_job_retry(bus *b, int64_t id);
@@ -300,7 +340,8 @@ typedef struct bus_job_count {
 BUS_EXTERN int bus_job_counts(bus_job_count **out, size_t *n, bus *b);
 
 /* Deletes finished jobs (completed, cancelled, discarded) that finished more
- * than `age_s` seconds ago; *deleted (may be NULL) tells how many. */
+ * than `age_s` seconds ago (0..BUS_DELAY_MAX_S); *deleted (may be NULL)
+ * tells how many. */
 BUS_EXTERN int bus_job_prune(int64_t *deleted, bus *b, int64_t age_s);
 
 /* The bus's clock: microseconds since the epoch. NULL (the default) uses the

@@ -8,7 +8,24 @@
  * the outcome: completed; retryable after a backoff, or discarded when the
  * attempts are spent; snoozed; cancelled. While a job runs its lease is
  * renewed; a job whose lease runs out (its worker died) is rescued by any
- * worker and retried.
+ * worker and retried after rescue_delay_ms.
+ *
+ * Failure rules:
+ *  - An outcome the store refuses (while it answers) is recorded as the
+ *    job's failure instead: discarded, with the store's refusal as its
+ *    error; it never holds up the other outcomes (stats.refused). While
+ *    the store does not answer, outcomes wait for it, retried with backoff.
+ *  - One expired job the store refuses to rescue never stops the rescue of
+ *    the others.
+ *  - Leases are renewed by a thread of their own (every lease_ms / 3), in
+ *    small batches; a batch that fails is renewed job by job. A job whose
+ *    lease runs out on this worker without a renewal (the store is
+ *    unreachable) is stopped -- its handler sees bus_ctx_expired, a child
+ *    process is killed -- and its outcome is not recorded, since another
+ *    worker may rescue and rerun it (stats.lease_lost).
+ *  - A job cancelled with bus_job_cancel while this worker holds it is
+ *    stopped within cancel_check_ms and recorded cancelled (see
+ *    bus_job_cancel in <bus/job.h>).
  */
 #ifndef BUS_WORKER_H
 #define BUS_WORKER_H
@@ -67,6 +84,9 @@ typedef struct bus_worker_opts {
 	const bus_worker_queue *queues; /* NULL: { "default", 4 } */
 	size_t n_queues;
 	int fetch_batch;            /* most jobs one claim takes; 0: 256 */
+	/* Every interval below is 0 (the default) up to
+	 * BUS_WORKER_INTERVAL_MAX_MS; outside that, bus_worker_new fails with
+	 * BUS_EINVAL naming the option. */
 	int64_t poll_interval_ms;   /* how often an idle worker looks; 0: 1000 */
 	int64_t lease_ms;           /* lease of a claimed job; 0: 30000 */
 	const char *node;           /* this worker's name; NULL: host:pid */
@@ -85,12 +105,24 @@ typedef struct bus_worker_opts {
 	 * queue's jobs (about 100 ms of them, up to fetch_batch: see above);
 	 * -1: none (claim only for idle executors); N: N. */
 	int prefetch;
+	/* A job rescued from an expired lease (its worker died or lost the
+	 * store) is retryable again this long after the rescue, instead of
+	 * after its handler's backoff: the attempt did not fail, its worker
+	 * did. 0: 5000. */
+	int64_t rescue_delay_ms;
+	/* How often the worker asks the store whether a job it holds (running
+	 * or waiting) was cancelled with bus_job_cancel; a cancelled job is
+	 * stopped within about this long. 0: 500. */
+	int64_t cancel_check_ms;
 } bus_worker_opts;
+
+/* The largest interval option (and bus_worker_stop grace): one day. */
+#define BUS_WORKER_INTERVAL_MAX_MS INT64_C(86400000)
 
 #define BUS_WORKER_OPTS_VERSION 1
 #define BUS_WORKER_OPTS_INIT                                                   \
 	{ BUS_WORKER_OPTS_VERSION, NULL, 0, 0, 0, 0, NULL,                      \
-	  BUS_ISOLATION_DEFAULT, 0, 0, 0, 0, 0, 0 }
+	  BUS_ISOLATION_DEFAULT, 0, 0, 0, 0, 0, 0, 0, 0 }
 
 /* Checks the options (a bad one is BUS_EINVAL naming it) and makes a worker
  * that is not running yet. The caller owns *out: bus_worker_free. The bus
@@ -141,6 +173,10 @@ typedef struct bus_worker_stats {
 	uint64_t rescued;   /* others' expired jobs this worker rescued */
 	uint64_t lost;      /* outcomes refused: the job was no longer ours */
 	uint64_t running;   /* jobs running now */
+	/* outcomes the store refused for good, recorded discarded instead */
+	uint64_t refused;
+	/* jobs stopped because their lease ran out without a renewal */
+	uint64_t lease_lost;
 } bus_worker_stats;
 
 BUS_EXTERN void bus_worker_get_stats(bus_worker_stats *out,

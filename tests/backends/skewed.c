@@ -80,6 +80,7 @@ static const struct bus_store_ops ops = {
 	.counts = test_counts,
 	.prune = test_prune,
 	.insert_tx = test_insert_tx,
+	.cancel_pending = test_cancel_pending,
 	.now = skewed_now,
 };
 

@@ -135,6 +135,13 @@ static inline int test_insert_tx(bus_store *s, void *tx, int64_t now,
 	return test_fail(s, "insert_tx");
 }
 
+static inline int test_cancel_pending(bus_store *s, const char *node,
+				      const int64_t *ids, const int *attempts,
+				      size_t n, unsigned char *pending)
+{
+	return test_fail(s, "cancel_pending");
+}
+
 static inline int test_now(bus_store *s, int64_t *out)
 {
 	*out = 0;
@@ -154,7 +161,8 @@ static inline int test_now(bus_store *s, int64_t *out)
 		.cancel = test_cancel, .retry = test_retry,                    \
 		.remove = test_remove, .set_paused = test_set_paused,          \
 		.counts = test_counts, .prune = test_prune,                    \
-		.insert_tx = test_insert_tx, .now = test_now,                  \
+		.insert_tx = test_insert_tx,                                   \
+		.cancel_pending = test_cancel_pending, .now = test_now,        \
 	}
 
 #endif

@@ -75,6 +75,9 @@ struct contract_worker_opts {
 	int process;                     /* 1: process isolation; 0: thread */
 	int64_t shutdown_grace_ms;       /* the library's */
 	int prefetch;                    /* the library's (= concurrency) */
+	int64_t rescue_delay_ms;         /* the library's (5000) */
+	int completer_batch;             /* the library's (100) */
+	int64_t cancel_check_ms;         /* the library's (500) */
 };
 
 /* Makes and starts a worker; the test fails when either fails. The caller
@@ -166,6 +169,7 @@ TCase *contract_fanout(void);
 TCase *contract_admin(void);
 TCase *contract_prune(void);
 TCase *contract_validation(void);
+TCase *contract_defects(void);
 TCase *contract_defaults(void);
 
 /* A TCase named `name` with the suite's timeout. */

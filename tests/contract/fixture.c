@@ -38,7 +38,10 @@ static int64_t mono_ms(void)
 
 /* Deletes every job, a page at a time. Deleting through the public API
  * (rather than truncating tables) works on every store. A job left
- * executing by a crashed earlier run is cancelled first. */
+ * executing by a crashed earlier run cannot be deleted: it is asked to
+ * cancel (it ends cancelled when its lease runs out and a later run's
+ * worker rescues it) and left; tests use queues of their own, so it
+ * cannot mix with theirs. */
 static void empty_store(bus *b)
 {
 	bus_job_filter f = BUS_JOB_FILTER_INIT;
@@ -54,6 +57,8 @@ static void empty_store(bus *b)
 			if (rc == BUS_ESTATE) {
 				bus_job_cancel(b, jobs[i].id);
 				rc = bus_job_delete(b, jobs[i].id);
+				if (rc == BUS_ESTATE)
+					rc = 0;
 			}
 			ck_assert_msg(rc == 0 || rc == BUS_ENOTFOUND,
 				      "emptying the store: deleting job %lld: "
@@ -133,6 +138,9 @@ bus_worker *contract_start_worker(bus *b,
 	wo.completer_flush_ms = 1;
 	wo.shutdown_grace_ms = o->shutdown_grace_ms;
 	wo.prefetch = o->prefetch;
+	wo.rescue_delay_ms = o->rescue_delay_ms;
+	wo.completer_batch = o->completer_batch;
+	wo.cancel_check_ms = o->cancel_check_ms;
 	bus_worker *w = NULL;
 	int rc = bus_worker_new(&w, b, &wo);
 	ck_assert_msg(rc == 0, "bus_worker_new: %s",

@@ -45,6 +45,7 @@ int main(void)
 	suite_add_tcase(s, contract_prune());
 	suite_add_tcase(s, contract_validation());
 	suite_add_tcase(s, contract_defaults());
+	suite_add_tcase(s, contract_defects());
 
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_ENV);
