@@ -1,5 +1,6 @@
 /* Administration of stored jobs: each call borrows a pooled connection for
  * one store operation. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -175,4 +176,90 @@ int bus_job_prune(int64_t *deleted, bus *b, int64_t age_s)
 	if (deleted != NULL)
 		*deleted = total;
 	return rc;
+}
+
+static int queue_info_cmp(const void *a, const void *b)
+{
+	return strcmp(((const bus_queue_info *)a)->name,
+		      ((const bus_queue_info *)b)->name);
+}
+
+/* The entry for `name` in out[0..n), added when missing. Lookups are
+ * linear: a store has few queues, and the caller sorts at the end. */
+static bus_queue_info *queue_info_get(bus_queue_info **out, size_t *n,
+				      size_t *cap, const char *name)
+{
+	for (size_t i = 0; i < *n; i++)
+		if (strcmp((*out)[i].name, name) == 0)
+			return &(*out)[i];
+	if (*n == *cap) {
+		size_t ncap = *cap ? *cap * 2 : 16;
+		bus_queue_info *g = realloc(*out, ncap * sizeof *g);
+		if (g == NULL)
+			return NULL;
+		*out = g;
+		*cap = ncap;
+	}
+	bus_queue_info *q = &(*out)[(*n)++];
+	memset(q, 0, sizeof *q);
+	snprintf(q->name, sizeof q->name, "%s", name);
+	return q;
+}
+
+int bus_queue_list(bus_queue_info **out, size_t *n, bus *b)
+{
+	if (out == NULL || n == NULL)
+		return bus__error_set(BUS_EINVAL, "bus_queue_list: NULL output");
+	*out = NULL;
+	*n = 0;
+	bus_store *s;
+	int rc = borrow(b, &s);
+	if (rc != 0)
+		return rc;
+	const struct bus_store_ops *ops = b->store.ops;
+	if (ops->paused_queues == NULL) {
+		bus__store_release(&b->store, s);
+		return bus__error_set(BUS_EBACKEND,
+				      "the %s store cannot tell which queues are "
+				      "paused (it lacks the paused_queues "
+				      "operation)",
+				      ops->name);
+	}
+	bus_job_count *counts = NULL;
+	bus_queue_info *paused = NULL;
+	size_t n_counts = 0, n_paused = 0;
+	rc = ops->counts(s, &counts, &n_counts);
+	if (rc == 0)
+		rc = ops->paused_queues(s, &paused, &n_paused);
+	bus__store_release(&b->store, s);
+
+	bus_queue_info *list = NULL;
+	size_t len = 0, cap = 0;
+	for (size_t i = 0; rc == 0 && i < n_counts; i++) {
+		bus_queue_info *q = queue_info_get(&list, &len, &cap,
+						   counts[i].queue);
+		if (q == NULL)
+			rc = bus__error_oom();
+		else if ((unsigned)counts[i].state < BUS_JOB_STATE_COUNT)
+			q->counts[counts[i].state] += counts[i].count;
+	}
+	for (size_t i = 0; rc == 0 && i < n_paused; i++) {
+		bus_queue_info *q = queue_info_get(&list, &len, &cap,
+						   paused[i].name);
+		if (q == NULL)
+			rc = bus__error_oom();
+		else
+			q->paused = 1;
+	}
+	free(counts);
+	free(paused);
+	if (rc != 0) {
+		free(list);
+		return rc;
+	}
+	if (len > 1)
+		qsort(list, len, sizeof *list, queue_info_cmp);
+	*out = list;
+	*n = len;
+	return 0;
 }

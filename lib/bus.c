@@ -229,6 +229,59 @@ int bus_handle_query(bus *b, const char *query, bus_handler_fn fn,
 	return register_handler(b, BUS_KIND_QUERY, query, fn, udata, opts);
 }
 
+int bus_handle_any_job(bus *b, bus_handler_fn fn, void *udata,
+		       const bus_handler_opts *opts)
+{
+	if (b == NULL)
+		return bus__error_set(BUS_EINVAL, "bus is NULL");
+	if (fn == NULL)
+		return bus__error_set(BUS_EINVAL,
+				      "bus_handle_any_job: handler function is "
+				      "NULL");
+	bus_handler_opts o = BUS_HANDLER_OPTS_INIT;
+	if (opts != NULL) {
+		if (opts->version != BUS_HANDLER_OPTS_VERSION)
+			return bus__error_set(BUS_EINVAL,
+					      "bus_handler_opts.version is %u, "
+					      "expected %u: initialise it with "
+					      "BUS_HANDLER_OPTS_INIT",
+					      opts->version,
+					      BUS_HANDLER_OPTS_VERSION);
+		/* The rest are a producer's defaults: a job reaches this
+		 * handler already stored with its own. */
+		if (opts->queue || opts->priority != BUS_UNSET ||
+		    opts->max_attempts != BUS_UNSET || opts->timeout_ms != 0 ||
+		    opts->unique || opts->replace)
+			return bus__error_set(BUS_EINVAL,
+					      "bus_handle_any_job: only name "
+					      "and backoff apply (queue, "
+					      "priority, attempts, timeout and "
+					      "uniqueness are set when a job is "
+					      "enqueued)");
+		o.name = opts->name;
+		o.backoff = opts->backoff;
+		o.backoff_udata = opts->backoff_udata;
+	}
+	if (o.name == NULL)
+		o.name = "(any job)";
+	size_t len;
+	uint64_t hash;
+	int rc = bus__name_check("handler name", o.name, &len, &hash);
+	if (rc != 0)
+		return rc;
+	o.durable = 1;
+	struct bus_handler *h;
+	if ((rc = bus__handler_new(&h, BUS_KIND_COMMAND, o.name, fn, udata,
+				   &o)) != 0)
+		return rc;
+	h->name_len = len;
+	h->name_hash = hash;
+	h->message = "(any job)";
+	if ((rc = bus__registry_set_any_job(&b->registry, h)) != 0)
+		bus__handler_free(h);
+	return rc;
+}
+
 int bus_use(bus *b, bus_middleware_fn fn, void *udata)
 {
 	if (b == NULL)

@@ -67,9 +67,7 @@ static int run_job(bus *b, const bus_job *job, int64_t deadline_ns,
 		   struct bus__proto_buf *reply)
 {
 	const struct bus_handler *h =
-		job->handler ? bus__registry_find_durable(&b->registry,
-							  job->handler)
-			     : NULL;
+		bus__registry_find_runner(&b->registry, job->handler);
 	if (h == NULL) {
 		char why[320];
 		snprintf(why, sizeof why,

@@ -157,8 +157,8 @@ static int plugin_exists(const struct plugin *p)
 			      p->scheme, p->path, p->file);
 }
 
-/* Every operation of ABI 1 and 2 is required: the core calls each of
- * them. */
+/* Every operation of ABI 1 and 2 is required, and of ABI 3 now (the core
+ * calls each of them; paused_queues may be NULL). */
 static int ops_complete(const struct plugin *p, const struct bus_store_ops *ops)
 {
 	const struct {

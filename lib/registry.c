@@ -23,6 +23,7 @@ int bus__registry_init(struct bus_registry *r)
 		return bus__error_set(BUS_ERROR, "cannot create a mutex");
 	}
 	atomic_init(&r->middleware, NULL);
+	atomic_init(&r->any_job, NULL);
 	return 0;
 }
 
@@ -33,6 +34,32 @@ const struct bus_handler *bus__registry_find_durable(
 	struct bus_strmap_key *k = bus__strmap_find(
 		&r->durable, 0, name, len, bus__name_hash(name, len));
 	return k ? (const struct bus_handler *)k : NULL;
+}
+
+const struct bus_handler *bus__registry_find_runner(
+	const struct bus_registry *r, const char *name)
+{
+	const struct bus_handler *h =
+		name != NULL ? bus__registry_find_durable(r, name) : NULL;
+	if (h == NULL)
+		h = atomic_load_explicit(&r->any_job, memory_order_acquire);
+	return h;
+}
+
+int bus__registry_set_any_job(struct bus_registry *r, struct bus_handler *h)
+{
+	pthread_mutex_lock(&r->lock);
+	const struct bus_handler *old =
+		atomic_load_explicit(&r->any_job, memory_order_relaxed);
+	if (old == NULL)
+		atomic_store_explicit(&r->any_job, h, memory_order_release);
+	pthread_mutex_unlock(&r->lock);
+	if (old != NULL)
+		return bus__error_set(BUS_EEXISTS,
+				      "an any-job handler ('%s') is already "
+				      "registered",
+				      old->name);
+	return 0;
 }
 
 const struct bus_topic *bus__registry_find(const struct bus_registry *r,
@@ -211,6 +238,8 @@ void bus__registry_destroy(struct bus_registry *r)
 	bus__strmap_foreach(&r->topics, free_topic, NULL);
 	bus__strmap_destroy(&r->topics);
 	bus__strmap_destroy(&r->durable);
+	bus__handler_free((struct bus_handler *)atomic_load_explicit(
+		&r->any_job, memory_order_relaxed));
 	free((void *)atomic_load_explicit(&r->middleware, memory_order_relaxed));
 	while (r->retired_handlers != NULL) {
 		struct bus_handler_list *next = r->retired_handlers->retired_next;

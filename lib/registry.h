@@ -90,6 +90,8 @@ struct bus_registry {
 	struct bus_strmap topics;
 	struct bus_strmap durable; /* durable handlers by handler name */
 	_Atomic(const struct bus_middleware_list *) middleware;
+	/* bus_handle_any_job's handler (owned), or NULL; set once. */
+	_Atomic(const struct bus_handler *) any_job;
 	/* Replaced lists, freed at destroy: a dispatch may still walk them. */
 	struct bus_handler_list *retired_handlers;
 	struct bus_middleware_list *retired_middleware;
@@ -118,6 +120,15 @@ int bus__registry_add_handler(struct bus_registry *r, bus_kind kind,
 /* The durable handler named `name` (any message), or NULL. Lock-free. */
 const struct bus_handler *bus__registry_find_durable(
 	const struct bus_registry *r, const char *name);
+
+/* The handler that runs a job of handler `name` in a worker: the durable
+ * handler of that name, else the any-job handler, else NULL. Lock-free. */
+const struct bus_handler *bus__registry_find_runner(
+	const struct bus_registry *r, const char *name);
+
+/* Sets the any-job handler; BUS_EEXISTS when one is set. On success the
+ * registry owns `h`. */
+int bus__registry_set_any_job(struct bus_registry *r, struct bus_handler *h);
 
 int bus__registry_add_middleware(struct bus_registry *r, bus_middleware_fn fn,
 				 void *udata);

@@ -601,6 +601,7 @@ const struct bus_store_ops bus__memory_store_ops = {
 	.retry = bus__memory_retry,
 	.remove = bus__memory_remove,
 	.set_paused = bus__memory_set_paused,
+	.paused_queues = bus__memory_paused_queues,
 	.counts = bus__memory_counts,
 	.prune = bus__memory_prune,
 	.cancel_pending = bus__memory_cancel_pending,

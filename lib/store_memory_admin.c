@@ -233,6 +233,47 @@ int bus__memory_set_paused(bus_store *s, const char *queue, int paused)
 	return 0;
 }
 
+static int queue_info_cmp(const void *a, const void *b)
+{
+	return strcmp(((const bus_queue_info *)a)->name,
+		      ((const bus_queue_info *)b)->name);
+}
+
+int bus__memory_paused_queues(bus_store *s, bus_queue_info **out,
+			      size_t *n_out)
+{
+	*out = NULL;
+	*n_out = 0;
+	pthread_mutex_lock(&s->lock);
+	size_t n = 0;
+	for (size_t i = 0; i < s->queues.cap; i++) {
+		const struct queue *q = s->queues.slots[i].item;
+		n += q != NULL && q->paused;
+	}
+	bus_queue_info *p = n ? calloc(n, sizeof *p) : NULL;
+	size_t k = 0;
+	for (size_t i = 0; p != NULL && i < s->queues.cap; i++) {
+		const struct queue *q = s->queues.slots[i].item;
+		if (q == NULL || !q->paused)
+			continue;
+		size_t len = q->len < sizeof p[k].name - 1 ? q->len
+							   : sizeof p[k].name - 1;
+		memcpy(p[k].name, q->name, len);
+		p[k].name[len] = '\0';
+		p[k].paused = 1;
+		k++;
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (n > 0 && p == NULL)
+		return s->error(BUS_ENOMEM, "memory store: out of memory "
+					    "listing paused queues");
+	if (k > 1)
+		qsort(p, k, sizeof *p, queue_info_cmp);
+	*out = p;
+	*n_out = k;
+	return 0;
+}
+
 static int count_cmp(const void *a, const void *b)
 {
 	const bus_job_count *x = a, *y = b;

@@ -201,6 +201,8 @@ int bus__memory_cancel_pending(bus_store *s, const char *node,
 int bus__memory_retry(bus_store *s, int64_t now, int64_t id);
 int bus__memory_remove(bus_store *s, int64_t id);
 int bus__memory_set_paused(bus_store *s, const char *queue, int paused);
+int bus__memory_paused_queues(bus_store *s, bus_queue_info **out,
+			      size_t *n_out);
 int bus__memory_counts(bus_store *s, bus_job_count **out, size_t *n_out);
 int bus__memory_prune(bus_store *s, int64_t now, int64_t age_us, size_t limit,
 		      int64_t *deleted);

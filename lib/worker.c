@@ -301,6 +301,12 @@ void bus__worker_wake(struct bus_worker *w)
 
 void bus__wake_workers(bus *b)
 {
+	/* A handler in a child (process isolation) that enqueues has only a
+	 * copy of the parent's workers, with its locks as some other thread
+	 * held them at fork(): taking one could wait for ever, and there is
+	 * nobody here to wake. The parent's workers find the job by polling. */
+	if (b->store.in_child)
+		return;
 	if (atomic_load_explicit(&b->n_workers, memory_order_relaxed) == 0)
 		return;
 	pthread_mutex_lock(&b->workers_lock);
@@ -484,9 +490,13 @@ static void *fetcher(void *arg)
 
 		bus_job *rows = NULL;
 		size_t n = 0;
+		int64_t t0 = bus__mono_ns();
 		int rc = b->store.ops->claim(w->fetch_store, bus__now(b),
 					     w->node, w->lease_us, req,
 					     w->n_queues, &rows, &n);
+		atomic_fetch_add(&w->stats.claims, 1);
+		atomic_fetch_add(&w->stats.claim_ns,
+				 (uint64_t)(bus__mono_ns() - t0));
 		if (rc != 0) {
 			/* Keep going: the store may come back. */
 			if (!complained++)
@@ -518,12 +528,12 @@ static void *fetcher(void *arg)
 		free(rows);
 		if (n > 0)
 			pthread_cond_broadcast(&w->work);
+		/* poll_ms is at most a day (check_opts): no overflow. */
+		int64_t next_poll = now + w->poll_ms * 1000000;
 		for (size_t i = 0; i < w->n_queues; i++)
 			if (req[i].limit > 0)
 				w->queues[i].dry_until_ns =
-					got[i] < req[i].limit
-						? now + w->poll_ms * 1000000
-						: 0;
+					got[i] < req[i].limit ? next_poll : 0;
 	}
 	pthread_mutex_unlock(&w->lock);
 	free(req);
@@ -620,6 +630,10 @@ int bus_worker_start(bus_worker *w)
 		else
 			w->maintenance_started = 1;
 	}
+	/* On the bus before the fetcher's first claim: a job stored from now
+	 * on wakes it, so none is left to the next poll. */
+	if (rc == 0)
+		attach_to_bus(w);
 	if (rc == 0) {
 		if (pthread_create(&w->lease_keeper, NULL,
 				   bus__worker_lease_keeper, w) != 0)
@@ -644,10 +658,9 @@ int bus_worker_start(bus_worker *w)
 		w->state = W_STOPPING;
 		w->claiming = 0;
 		pthread_mutex_unlock(&w->lock);
-		join_all(w);
+		join_all(w); /* detaches it too */
 		return bus__error_set(err, "%s", why);
 	}
-	attach_to_bus(w);
 	bus__log(&w->bus->log, BUS_LOG_INFO,
 		 "worker '%s' started: %zu executors (%s isolation)", w->node,
 		 w->n_slots,

@@ -146,6 +146,8 @@ struct bus_worker {
 		atomic_uint_fast64_t claimed, completed, retried, discarded,
 			snoozed, cancelled, given_back, rescued, lost,
 			refused, lease_lost;
+		/* Store round trips: claims, and the completer's batches. */
+		atomic_uint_fast64_t claims, claim_ns, finishes, finish_ns;
 	} stats;
 };
 

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "core.h"
 #include "error.h"
 #include "json_check.h"
@@ -299,6 +300,9 @@ static void write_batch(struct bus_worker *w, bus_store_finish *items,
 	unsigned char stack_applied[128];
 	unsigned char *applied = n <= sizeof stack_applied ? stack_applied
 							   : malloc(n);
+	/* The time a batch takes to be written, retries included, for
+	 * bus_metrics_render. */
+	int64_t t0 = bus__mono_ns();
 	if (applied == NULL) {
 		/* Out of memory: one at a time needs one byte. */
 		for (size_t i = 0; i < n; i++) {
@@ -313,6 +317,8 @@ static void write_batch(struct bus_worker *w, bus_store_finish *items,
 		for (size_t i = 0; i < n; i++)
 			count(w, &items[i], applied[i]);
 	}
+	atomic_fetch_add(&w->stats.finishes, 1);
+	atomic_fetch_add(&w->stats.finish_ns, (uint64_t)(bus__mono_ns() - t0));
 	if (applied != stack_applied)
 		free(applied);
 	pthread_mutex_lock(&w->lock);

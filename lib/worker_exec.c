@@ -57,7 +57,7 @@ static void run_job(struct worker_slot *slot, struct bus_outcome *o)
 	bus *b = w->bus;
 	const bus_job *job = &slot->job;
 	const struct bus_handler *h =
-		bus__registry_find_durable(&b->registry, job->handler);
+		bus__registry_find_runner(&b->registry, job->handler);
 	o->rc = 0;
 	o->error = NULL;
 	o->snooze_s = 0;
@@ -140,14 +140,18 @@ static void finish_job(struct worker_slot *slot, const struct bus_outcome *o)
 	/* Stopped by shutdown: what the handler decided (done, snoozed,
 	 * cancelled) stands; a failure is the interruption's, so the job goes
 	 * back unspent. Either way it is written only now that the handler
-	 * has returned: a job is never given back while it runs. */
-	if (reason == ABORT_SHUTDOWN && o->rc != 0 && o->rc != BUS_ESNOOZE &&
-	    o->rc != BUS_ECANCEL) {
+	 * has returned: a job is never given back while it runs. A killed
+	 * child reports BUS_ECANCEL ("cancelled while running"): that too is
+	 * the interruption's, not a cancel the handler chose. */
+	int interrupted = o->rc != 0 && o->rc != BUS_ESNOOZE &&
+			  (o->rc != BUS_ECANCEL ||
+			   w->isolation == BUS_ISOLATION_PROCESS);
+	if (reason == ABORT_SHUTDOWN && interrupted) {
 		f = (bus_store_finish){ job->id, w->node, job->attempt, 0,
 					BUS_JOB_AVAILABLE, -1, NULL, 1 };
 	} else {
 		const struct bus_handler *h =
-			bus__registry_find_durable(&w->bus->registry,
+			bus__registry_find_runner(&w->bus->registry,
 						   job->handler);
 		bus__policy_decide(&f, job, h, w->node, o);
 		if (f.state == BUS_JOB_RETRYABLE &&

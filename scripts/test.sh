@@ -12,7 +12,7 @@ top=$(pwd)
 
 packages=(build-essential autoconf automake libtool pkg-config check
 	libcjson-dev libbsd-dev libmd-dev libmariadb-dev libpq-dev
-	mariadb-server mariadb-client)
+	mariadb-server mariadb-client curl)
 
 install_missing() {
 	local missing=()

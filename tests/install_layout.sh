@@ -19,6 +19,17 @@ fi
 eval "$(make -s --no-print-directory -C "$top_builddir" print-install-dirs | grep '^[a-z]*=')"
 : "${libdir:?}" "${pkglibdir:?}" "${pkgdatadir:?}" "${docdir:?}" "${includedir:?}"
 
+# The tool and the man pages, with an alias page for each function that a
+# grouped page documents.
+: "${bindir:?}" "${mandir:?}"
+for f in "$bindir/bus" "$mandir/man1/bus.1" "$mandir/man3/libbus.3" \
+	"$mandir/man3/bus_job_get.3" "$mandir/man3/bus_metrics_render.3"; do
+	[ -f "$dest$f" ] || bad "$f is not installed"
+done
+if [ "$(cat "$dest$mandir/man3/bus_job_retry.3" 2>/dev/null)" != ".so man3/bus_job_get.3" ]; then
+	bad "$mandir/man3/bus_job_retry.3 is not an alias of bus_job_get.3"
+fi
+
 for f in "$libdir/libbus.so" "$includedir/bus/bus.h" \
 	"$includedir/bus/worker.h" "$libdir/pkgconfig/libbus.pc" \
 	"$docdir/examples/quickstart.c" "$pkgdatadir/migration/mysql.sql"; do

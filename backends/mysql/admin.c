@@ -105,6 +105,14 @@ static char *counts_build(const struct my_tables *t, size_t rows)
 			   NULL, NULL, rows);
 }
 
+static char *paused_build(const struct my_tables *t, size_t rows)
+{
+	return bus__my_sql(t,
+			   "SELECT name FROM bus_queues WHERE paused <> 0 "
+			   "ORDER BY name",
+			   NULL, NULL, rows);
+}
+
 /* finished_at is set only on finished jobs: the state test is a check. */
 static char *prune_build(const struct my_tables *t, size_t rows)
 {
@@ -463,6 +471,83 @@ int bus__my_counts(bus_store *s, bus_job_count **out, size_t *n_out)
 	int rc = bus__my_run(s, "counting jobs", counts_op, &a);
 	if (rc == 0) {
 		*out = a.c;
+		*n_out = a.n;
+	}
+	return rc;
+}
+
+struct paused_arg {
+	bus_queue_info *q;
+	size_t n;
+};
+
+static int paused_read(struct my_conn *c, MYSQL_STMT *st, struct paused_arg *a)
+{
+	char name[sizeof a->q->name];
+	unsigned long len = 0;
+	MYSQL_BIND b[1];
+	memset(b, 0, sizeof b);
+	b[0].buffer_type = MYSQL_TYPE_STRING;
+	b[0].buffer = name;
+	b[0].buffer_length = sizeof name;
+	b[0].length = &len;
+	if (mysql_stmt_bind_result(st, b) != 0)
+		return bus__my_stmt_fail(c, st);
+	size_t cap = 0;
+	int rc = 0, f;
+	while ((f = mysql_stmt_fetch(st)) == 0 || f == MYSQL_DATA_TRUNCATED) {
+		if (rc != 0)
+			continue; /* read to the end */
+		if (a->n == cap) {
+			size_t ncap = cap ? cap * 2 : 16;
+			bus_queue_info *nq = realloc(a->q, ncap * sizeof *nq);
+			if (nq == NULL) {
+				rc = MY_ERR_NOMEM;
+				continue;
+			}
+			a->q = nq;
+			cap = ncap;
+		}
+		bus_queue_info *q = &a->q[a->n++];
+		memset(q, 0, sizeof *q);
+		size_t max = sizeof q->name - 1;
+		memcpy(q->name, name, len < max ? len : max);
+		q->paused = 1;
+	}
+	if (rc == 0 && f != MYSQL_NO_DATA)
+		rc = bus__my_stmt_fail(c, st);
+	mysql_stmt_free_result(st);
+	return rc;
+}
+
+static int paused_op(bus_store *s, void *arg)
+{
+	struct paused_arg *a = arg;
+	MYSQL_STMT *st;
+	free(a->q);
+	a->q = NULL;
+	a->n = 0;
+	int rc = bus__my_prepare(&s->conn, &st, SL_PAUSED, paused_build, 0);
+	if (rc == 0)
+		rc = bus__my_exec(&s->conn, st, NULL);
+	if (rc == 0)
+		rc = paused_read(&s->conn, st, a);
+	if (rc != 0) {
+		free(a->q);
+		a->q = NULL;
+		a->n = 0;
+	}
+	return rc;
+}
+
+int bus__my_paused_queues(bus_store *s, bus_queue_info **out, size_t *n_out)
+{
+	*out = NULL;
+	*n_out = 0;
+	struct paused_arg a = { NULL, 0 };
+	int rc = bus__my_run(s, "listing paused queues", paused_op, &a);
+	if (rc == 0) {
+		*out = a.q;
 		*n_out = a.n;
 	}
 	return rc;

@@ -101,12 +101,13 @@ static const struct bus_store_ops my_ops = {
 	.prune = bus__my_prune,
 	.insert_tx = bus__my_insert_tx,
 	.cancel_pending = bus__my_cancel_pending,
+	.paused_queues = bus__my_paused_queues,
 	.now = bus__my_now,
 };
 
 const struct bus_store_ops *bus_backend_entry(uint32_t core_abi)
 {
 	/* Operations are only appended: any core of ABI 1 or later reads
-	 * a prefix of these (this is ABI 2). */
+	 * a prefix of these (this is ABI 3). */
 	return core_abi >= 1 ? &my_ops : NULL;
 }

@@ -116,6 +116,7 @@ enum my_slot {
 	SL_REMOVE,
 	SL_PAUSE,
 	SL_COUNTS,
+	SL_PAUSED,
 	SL_PRUNE,
 	SL_VERSION,
 	SL_LOCK,
@@ -347,6 +348,7 @@ int bus__my_retry(bus_store *s, int64_t now, int64_t id);
 int bus__my_remove(bus_store *s, int64_t id);
 int bus__my_set_paused(bus_store *s, const char *queue, int paused);
 int bus__my_counts(bus_store *s, bus_job_count **out, size_t *n_out);
+int bus__my_paused_queues(bus_store *s, bus_queue_info **out, size_t *n_out);
 int bus__my_prune(bus_store *s, int64_t now, int64_t age_us, size_t limit,
 		  int64_t *deleted);
 

@@ -31,9 +31,9 @@ extern "C" {
 
 /* 2: cancel of an executing job records a request (cancel,
  * cancel_requested_at in bus_job, the finish rule below, cancel_pending);
- * retry keeps a due job's scheduled_at; claim returns rows in claim order;
- * the store's clock (now). */
-#define BUS_STORE_ABI_VERSION 2
+ * retry keeps a due job's scheduled_at; claim returns rows in claim order.
+ * 3: paused_queues (bus_queue_list); the store's clock (now). */
+#define BUS_STORE_ABI_VERSION 3
 
 typedef struct bus_store bus_store; /* the backend's connection */
 
@@ -238,6 +238,14 @@ struct bus_store_ops {
 	int (*cancel_pending)(bus_store *s, const char *node,
 			      const int64_t *ids, const int *attempts,
 			      size_t n, unsigned char *pending);
+
+	/* ---- ABI 3 ---- */
+
+	/* The queues that are paused, in name order: *out holds *n_out
+	 * entries with name set and paused = 1 (counts are zero). May be
+	 * NULL: bus_queue_list then says the store cannot tell. */
+	int (*paused_queues)(bus_store *s, bus_queue_info **out,
+			     size_t *n_out);
 
 	/* The store's clock: the time (microseconds since the epoch) it
 	 * stamps with when an operation is given now = 0. The core reads it

@@ -212,6 +212,19 @@ BUS_EXTERN int bus_handle_command(bus *b, const char *command,
 BUS_EXTERN int bus_handle_query(bus *b, const char *query, bus_handler_fn fn,
 				void *udata, const bus_handler_opts *opts);
 
+/*
+ * Sets the handler of last resort for durable jobs: a worker of this bus
+ * runs with it every job whose handler name is not registered here. It lets
+ * one program serve jobs of any kind (the `bus work --exec` runner does).
+ * The job is in bus_ctx_job(ctx) (its kind, handler, attempt, ...);
+ * bus_ctx_handler names this handler. Of `opts` (may be NULL) only `name`
+ * (default "(any job)") and `backoff` apply; setting job defaults there is
+ * BUS_EINVAL, since a job reaches a worker with its own. One per bus: a
+ * second is BUS_EEXISTS. Register it before starting workers.
+ */
+BUS_EXTERN int bus_handle_any_job(bus *b, bus_handler_fn fn, void *udata,
+				  const bus_handler_opts *opts);
+
 /* ------------------------------------------------------------------------ */
 /* Dispatch                                                                  */
 /* ------------------------------------------------------------------------ */
@@ -406,6 +419,7 @@ BUS_EXTERN int bus_metrics_foreach(const bus_metrics *m,
 				   void *udata);
 
 #include "worker.h" /* workers that run durable jobs */
+#include "prometheus.h" /* metrics in the Prometheus text format */
 
 #ifdef __cplusplus
 }

@@ -339,6 +339,16 @@ typedef struct bus_job_count {
 /* Counts per queue and state (only non-zero ones); free with bus_free. */
 BUS_EXTERN int bus_job_counts(bus_job_count **out, size_t *n, bus *b);
 
+typedef struct bus_queue_info {
+	char name[256];
+	int paused;                          /* 1: not claimed from */
+	int64_t counts[BUS_JOB_STATE_COUNT]; /* jobs by bus_job_state */
+} bus_queue_info;
+
+/* Every queue that holds jobs or is paused, in name order, with its paused
+ * flag and its job counts per state; free *out with bus_free. */
+BUS_EXTERN int bus_queue_list(bus_queue_info **out, size_t *n, bus *b);
+
 /* Deletes finished jobs (completed, cancelled, discarded) that finished more
  * than `age_s` seconds ago (0..BUS_DELAY_MAX_S); *deleted (may be NULL)
  * tells how many. */

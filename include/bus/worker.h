@@ -76,7 +76,9 @@ typedef struct bus_worker_queue {
  *    tuned speed); jobs of a second or more get none, so a slow queue does
  *    not hold jobs another worker could start now.
  *  - poll_interval_ms 1000: it only matters for jobs stored by other
- *    processes or buses (a job stored through this bus wakes the worker).
+ *    processes or buses, or by bus_enqueue_tx (visible only at the
+ *    application's commit); a job stored through this bus otherwise wakes
+ *    the worker.
  */
 
 typedef struct bus_worker_opts {
@@ -159,7 +161,9 @@ BUS_EXTERN void bus_worker_request_stop(bus_worker *w);
  */
 BUS_EXTERN int bus_worker_stop(bus_worker *w, int64_t grace_ms);
 
-/* Stops the worker (with no grace) if it runs, and frees it. NULL is fine. */
+/* Stops the worker (with no grace) if it runs, and frees it. NULL is fine.
+ * Like bus_worker_stop, it waits for threaded handlers still running to
+ * return, however long they take. */
 BUS_EXTERN void bus_worker_free(bus_worker *w);
 
 typedef struct bus_worker_stats {

@@ -3,8 +3,10 @@
  * threaded handler still running past the shutdown grace is waited for,
  * never run in two places at once; a producer that declares a handler's
  * job options stores them; names are UTF-8 and bounded on every store. */
+#include <cjson/cJSON.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -85,6 +87,51 @@ START_TEST(two_queue_worker_at_defaults_drains_10000_jobs)
 	/* Under process isolation (SQL stores) the calls are the children's. */
 	if (strncmp(contract_url(), "memory:", 7) == 0)
 		ck_assert_int_eq(atomic_load(&calls), DRAIN_JOBS);
+	bus_close(b);
+}
+END_TEST
+
+/* ---- a job stored through the bus wakes a dry queue --------------------- */
+
+/* The longest poll interval there is (a day): a job found only by polling
+ * fails. */
+#define NEVER_POLL_MS BUS_WORKER_INTERVAL_MAX_MS
+
+/* Stores a job in `queue` and waits for it to complete. */
+static void stored_job_wakes(bus *b, const char *queue)
+{
+	bus_job_opts o = BUS_JOB_OPTS_INIT;
+	o.queue = queue;
+	int64_t id = enqueue_ok(b, "wake.job", "{}", &o, BUS_INSERTED);
+	bus_job_free(wait_job(b, id, BUS_JOB_COMPLETED, 1));
+}
+
+START_TEST(job_stored_through_the_bus_wakes_its_dry_queue)
+{
+	bus *b;
+	atomic_int calls = 0;
+	contract_open(&b);
+	contract_handle(b, "wake.job", count_call, &calls, NULL, "wake.a");
+	bus_worker_queue qs[2] = { { "wake.a", 0 }, { "wake.b", 0 } };
+	bus_worker_opts wo = BUS_WORKER_OPTS_INIT;
+	wo.queues = qs;
+	wo.n_queues = 2;
+	wo.isolation = BUS_ISOLATION_THREAD;
+	wo.poll_interval_ms = NEVER_POLL_MS;
+	bus_worker *w;
+	ck_assert_int_eq(bus_worker_new(&w, b, &wo), 0);
+	ck_assert_int_eq(bus_worker_start(w), 0);
+	/* Both queues came back empty: neither is polled again. */
+	sleep_ms(CONTRACT_SETTLE_MS);
+	stored_job_wakes(b, "wake.b");
+	sleep_ms(CONTRACT_SETTLE_MS);
+	stored_job_wakes(b, "wake.a");
+	/* And again, once the queues are dry after those jobs. */
+	sleep_ms(CONTRACT_SETTLE_MS);
+	stored_job_wakes(b, "wake.b");
+	ck_assert_int_eq(bus_worker_stop(w, 1000), 0);
+	ck_assert_int_eq(atomic_load(&calls), 3);
+	bus_worker_free(w);
 	bus_close(b);
 }
 END_TEST
@@ -200,6 +247,153 @@ START_TEST(stop_past_grace_waits_for_threaded_handlers_and_keeps_outcomes)
 	bus_worker_free(w2);
 	bus_close(b);
 	pthread_mutex_destroy(&r.lock);
+}
+END_TEST
+
+/* Runs past any timeout or grace a test gives it, in a child that is
+ * killed before it returns. */
+static int outlive_any_timeout(bus_ctx *ctx, void *udata)
+{
+	(void)ctx;
+	(void)udata;
+	sleep_ms(CONTRACT_LIVENESS_MS);
+	return 0;
+}
+
+/* Under process isolation a child still running past the grace is killed:
+ * that is the shutdown's doing, not the job's, so the job goes back
+ * unspent, never cancelled. */
+
+static int worker_running_one(void *arg)
+{
+	bus_worker_stats st;
+	bus_worker_get_stats(&st, arg);
+	return st.running == 1;
+}
+
+START_TEST(stop_past_grace_gives_back_a_killed_childs_job)
+{
+	bus *b;
+	contract_open(&b);
+	contract_handle(b, "kill.slow", outlive_any_timeout, NULL, NULL, "kill.q");
+	int64_t id = enqueue_ok(b, "kill.slow", "{}", NULL, BUS_INSERTED);
+	bus_worker *w = contract_start_worker(
+		b, &(struct contract_worker_opts){ .queue = "kill.q",
+						   .process = 1 });
+	/* Handed to the child (claimed is not enough: a job still waiting
+	 * for its executor is given back before the grace). */
+	wait_for(worker_running_one, w, "the job to reach its child");
+	ck_assert_int_eq(bus_worker_stop(w, 50), 0);
+	bus_job *j = get_job(b, id);
+	ck_assert_msg(j->state == BUS_JOB_AVAILABLE,
+		      "a job whose child the shutdown killed is %s, expected "
+		      "available (given back)",
+		      bus_job_state_name(j->state));
+	ck_assert_int_eq(j->attempt, 0);
+	ck_assert_int_eq(j->finished_at, 0);
+	bus_job_free(j);
+	bus_worker_stats st;
+	bus_worker_get_stats(&st, w);
+	ck_assert_int_eq(st.given_back, 1);
+	ck_assert_int_eq(st.cancelled + st.completed + st.retried, 0);
+	bus_worker_free(w);
+	bus_close(b);
+}
+END_TEST
+
+/* ---- a child's enqueue never waits for the parent's locks ------------- */
+
+/* A handler under process isolation that enqueues runs in a child forked
+ * while other threads of the parent held the bus's locks; it must not take
+ * them. Every other job crashes its child, so that children are forked
+ * again and again while a producer thread keeps those locks busy. */
+#define FORK_JOBS 100
+
+static int chain_or_crash(bus_ctx *ctx, void *udata)
+{
+	(void)udata;
+	const cJSON *c =
+		cJSON_GetObjectItemCaseSensitive(bus_ctx_json(ctx), "crash");
+	if (cJSON_IsTrue(c))
+		abort();
+	bus_job_opts o = BUS_JOB_OPTS_INIT;
+	o.queue = "cfork.next";
+	if (bus_enqueue(NULL, bus_ctx_bus(ctx), "cfork.next", "{}", &o) != 0)
+		return bus_ctx_fail(ctx, "%s", bus_error_last()->message);
+	return 0;
+}
+
+struct busy_producer {
+	bus *b;
+	atomic_int stop;
+};
+
+static void *produce_until_stopped(void *arg)
+{
+	struct busy_producer *p = arg;
+	bus_job_opts o = BUS_JOB_OPTS_INIT;
+	o.queue = "cfork.other";
+	while (!atomic_load(&p->stop))
+		if (bus_enqueue(NULL, p->b, "cfork.other", "{}", &o) != 0)
+			break;
+	return NULL;
+}
+
+struct fork_done {
+	bus_worker *w;
+};
+
+static int fork_jobs_done(void *arg)
+{
+	bus_worker_stats st;
+	bus_worker_get_stats(&st, ((struct fork_done *)arg)->w);
+	return st.completed + st.discarded >= FORK_JOBS;
+}
+
+START_TEST(handler_in_child_enqueues_while_parent_is_busy)
+{
+	bus *b;
+	contract_open(&b);
+	if (strncmp(contract_url(), "memory:", 7) == 0) {
+		/* memory: lives in the worker's process: a child cannot
+		 * enqueue there at all (BUS_ESTATE, see isolation). */
+		bus_close(b);
+		return;
+	}
+	bus_handler_opts ho = BUS_HANDLER_OPTS_INIT;
+	ho.max_attempts = 1;
+	contract_handle(b, "cfork.job", chain_or_crash, NULL, &ho, "cfork.q");
+	/* Declared, so that the producer's enqueues are not warned about. */
+	contract_handle(b, "cfork.other", count_call, NULL, NULL, "cfork.other");
+	bus_worker *w = contract_start_worker(
+		b, &(struct contract_worker_opts){ .queue = "cfork.q",
+						   .concurrency = 2,
+						   .process = 1 });
+	struct busy_producer prod = { b, 0 };
+	pthread_t t;
+	ck_assert_int_eq(pthread_create(&t, NULL, produce_until_stopped, &prod),
+			 0);
+	for (int i = 0; i < FORK_JOBS; i++)
+		enqueue_ok(b, "cfork.job", i % 2 ? "{\"crash\":true}" : "{}",
+			   NULL, BUS_INSERTED);
+	struct fork_done d = { w };
+	int done = contract_poll(fork_jobs_done, &d);
+	atomic_store(&prod.stop, 1);
+	pthread_join(t, NULL);
+	bus_worker_stats st;
+	bus_worker_get_stats(&st, w);
+	ck_assert_msg(done,
+		      "%llu of %d jobs ended (%llu running): a child hangs in "
+		      "its enqueue",
+		      (unsigned long long)(st.completed + st.discarded),
+		      FORK_JOBS, (unsigned long long)st.running);
+	ck_assert_int_eq(bus_worker_stop(w, 1000), 0);
+	bus_worker_free(w);
+	ck_assert_int_eq(count_jobs(b, BUS_STATE_BIT(BUS_JOB_COMPLETED),
+				    "cfork.q", NULL),
+			 FORK_JOBS / 2);
+	ck_assert_int_eq(count_jobs(b, 0, "cfork.next", NULL), FORK_JOBS / 2);
+	bus_close(b);
 }
 END_TEST
 
@@ -342,14 +536,40 @@ START_TEST(worker_handler_timeout_applies_to_job_stored_without_one)
 		b, &(struct contract_worker_opts){ .queue = "tmo.q" });
 	bus_job_free(wait_job(b, id, BUS_JOB_COMPLETED, 1));
 	bus_worker_free(w);
-	/* Under process isolation the handler ran in a child. */
-	if (atomic_load(&d.ran)) {
-		int64_t left = atomic_load(&d.remaining_ms);
-		ck_assert_msg(left > 0 && left <= 60000,
-			      "the handler saw %lld ms left: the worker's "
-			      "timeout_ms was not applied",
-			      (long long)left);
-	}
+	/* A thread-isolated worker: the handler ran here. */
+	ck_assert(atomic_load(&d.ran));
+	int64_t left = atomic_load(&d.remaining_ms);
+	ck_assert_msg(left > 0 && left <= 60000,
+		      "the handler saw %lld ms left: the worker's timeout_ms "
+		      "was not applied",
+		      (long long)left);
+	bus_close(b);
+}
+END_TEST
+
+/* The same under process isolation, where the parent enforces the limit by
+ * killing the child: a job stored without a timeout is stopped at its
+ * worker's handler's. */
+
+START_TEST(worker_handler_timeout_kills_child_of_job_stored_without_one)
+{
+	bus *b;
+	contract_open(&b);
+	bus_job_opts jo = BUS_JOB_OPTS_INIT;
+	jo.queue = "tmo.pq";
+	int64_t id = enqueue_ok(b, "tmo.pjob", "{}", &jo, BUS_INSERTED);
+	bus_handler_opts ho = BUS_HANDLER_OPTS_INIT;
+	ho.timeout_ms = 200;
+	contract_handle(b, "tmo.pjob", outlive_any_timeout, NULL, &ho,
+			"tmo.pq");
+	bus_worker *w = contract_start_worker(
+		b, &(struct contract_worker_opts){ .queue = "tmo.pq",
+						   .process = 1 });
+	bus_job *j = wait_job(b, id, BUS_JOB_RETRYABLE, 1);
+	ck_assert_int_eq(j->timeout_ms, 0);
+	assert_errors(j, 1, "timeout after 0.2s");
+	bus_job_free(j);
+	bus_worker_free(w);
 	bus_close(b);
 }
 END_TEST
@@ -487,13 +707,18 @@ TCase *contract_defaults(void)
 	 * children (see contract_mysql.sh for what this tag does). */
 	tcase_set_tags(tc, "process");
 	tcase_add_test(tc, two_queue_worker_at_defaults_drains_10000_jobs);
+	tcase_add_test(tc, job_stored_through_the_bus_wakes_its_dry_queue);
 	tcase_add_test(
 		tc,
 		stop_past_grace_waits_for_threaded_handlers_and_keeps_outcomes);
+	tcase_add_test(tc, stop_past_grace_gives_back_a_killed_childs_job);
+	tcase_add_test(tc, handler_in_child_enqueues_while_parent_is_busy);
 	tcase_add_test(tc, declared_handler_gives_producer_its_job_options);
 	tcase_add_test(tc, enqueue_of_undeclared_kind_warns_once);
 	tcase_add_test(tc,
 		       worker_handler_timeout_applies_to_job_stored_without_one);
+	tcase_add_test(
+		tc, worker_handler_timeout_kills_child_of_job_stored_without_one);
 	tcase_add_test(tc, names_are_utf8_and_bounded_on_every_store);
 	tcase_add_test(tc, durable_event_handler_needs_an_explicit_name);
 	return tc;

@@ -11,7 +11,8 @@
 
 /* Queues some test pauses; a run that failed half-way may have left them
  * paused in a persistent store. */
-static const char *const paused_queues[] = { "pause.q" };
+static const char *const paused_queues[] = { "pause.q", "pause.list",
+					      "pause.empty" };
 
 /* How often waits look again. */
 #define POLL_MS 2
