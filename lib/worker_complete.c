@@ -209,8 +209,16 @@ static void write_refused(struct isolation *x, const bus_store_finish *it,
 	f.refund_attempt = 0;
 	f.error = why;
 	if (b->store.ops->finish(x->s, bus__now(b), &f, 1, applied) == 0) {
-		if (*applied)
-			*applied = 2; /* recorded, as discarded */
+		if (!*applied) {
+			/* Its guard failed: rescued or finished meanwhile, it
+			 * is not this worker's any more (counted lost). */
+			bus__log(&b->log, BUS_LOG_WARN,
+				 "worker '%s': job %lld: %s; it is no longer "
+				 "this worker's, so its fate stands",
+				 x->w->node, (long long)it->id, why);
+			return;
+		}
+		*applied = 2; /* recorded, as discarded */
 		atomic_fetch_add(&x->w->stats.refused, 1);
 		bus__log(&b->log, BUS_LOG_ERROR,
 			 "worker '%s': job %lld: %s; it was recorded "

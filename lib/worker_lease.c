@@ -16,6 +16,7 @@
  * began at t holds the lease until t + lease; a job first seen at a tick
  * was claimed after the tick before, whose time is taken as its start.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -180,11 +181,24 @@ static void lose(struct bus_worker *w, int64_t id, int attempt)
 	}
 }
 
+/* Whether the store answers at all: a read of one job's cancel request
+ * (by primary key, taking no lock). */
+static int store_answers(struct bus_worker *w, int64_t id, int attempt)
+{
+	unsigned char pending = 0;
+	return w->bus->store.ops->cancel_pending(w->lease_store, w->node, &id,
+						 &attempt, 1, &pending) == 0;
+}
+
 /* Renews ids[0..n): one call, or one call per job when the store refuses
- * the batch. held[i] = 1 renewed, 0 not ours, -1 unknown (failed). */
-static void renew_chunk(struct bus_worker *w, const int64_t *ids,
-			const int *attempts, size_t n, signed char *held,
-			int *failures)
+ * the batch. held[i] = 1 renewed, 0 not ours, -1 unknown (failed). Returns
+ * 0 when the store does not answer: then the jobs are not tried one by
+ * one, since in an outage each call may last as long as the store's
+ * reconnect cycle, and n of them would hold up this thread -- and with it
+ * the stop of the jobs whose lease runs out meanwhile -- n times as long. */
+static int renew_chunk(struct bus_worker *w, const int64_t *ids,
+		       const int *attempts, size_t n, signed char *held,
+		       int *failures)
 {
 	bus *b = w->bus;
 	unsigned char got[RENEW_CHUNK];
@@ -192,29 +206,38 @@ static void renew_chunk(struct bus_worker *w, const int64_t *ids,
 				 w->lease_us, ids, attempts, n, got) == 0) {
 		for (size_t i = 0; i < n; i++)
 			held[i] = (signed char)got[i];
-		return;
+		return 1;
 	}
+	char cause[300];
+	snprintf(cause, sizeof cause, "%s", bus_error_last()->message);
+	int answers = store_answers(w, ids[0], attempts[0]);
 	if (!(*failures)++)
 		bus__log(&b->log, BUS_LOG_WARN,
-			 "worker '%s': renewing %zu leases failed (%s); "
-			 "renewing them one by one",
-			 w->node, n, bus_error_last()->message);
+			 "worker '%s': renewing %zu leases failed (%s); %s",
+			 w->node, n, cause,
+			 !answers ? "the store does not answer"
+			 : n > 1  ? "renewing them one by one"
+				  : "trying again later");
 	for (size_t i = 0; i < n; i++) {
 		unsigned char one = 0;
-		held[i] = n > 1 && b->store.ops->extend(
-					   w->lease_store, bus__now(b),
-					   w->node, w->lease_us, &ids[i],
-					   &attempts[i], 1, &one) == 0
+		held[i] = answers && n > 1 &&
+				  b->store.ops->extend(
+					     w->lease_store, bus__now(b),
+					     w->node, w->lease_us, &ids[i],
+					     &attempts[i], 1, &one) == 0
 				  ? (signed char)one
 				  : -1;
 	}
+	return answers;
 }
 
-static void renew(struct bus_worker *w, const struct held *h, size_t n)
+/* Renews what is held; returns 0 when the store did not answer (the rest
+ * of the jobs were then not tried this time). */
+static int renew(struct bus_worker *w, const struct held *h, size_t n)
 {
 	bus *b = w->bus;
-	int failures = 0;
-	for (size_t done = 0; done < n;) {
+	int failures = 0, answered = 1;
+	for (size_t done = 0; answered && done < n;) {
 		size_t k = n - done < RENEW_CHUNK ? n - done : RENEW_CHUNK;
 		int64_t ids[RENEW_CHUNK];
 		int attempts[RENEW_CHUNK];
@@ -224,7 +247,7 @@ static void renew(struct bus_worker *w, const struct held *h, size_t n)
 			attempts[i] = h[done + i].attempt;
 		}
 		int64_t began = bus__mono_ns();
-		renew_chunk(w, ids, attempts, k, held, &failures);
+		answered = renew_chunk(w, ids, attempts, k, held, &failures);
 		pthread_mutex_lock(&w->lock);
 		for (size_t i = 0; i < k; i++) {
 			struct lease_entry *e =
@@ -241,6 +264,7 @@ static void renew(struct bus_worker *w, const struct held *h, size_t n)
 		bus__log(&b->log, BUS_LOG_WARN,
 			 "worker '%s': %d lease batches failed to renew", w->node,
 			 failures);
+	return answered;
 }
 
 /* Reads the cancel requests of the running and waiting jobs and acts on
@@ -298,11 +322,15 @@ out:
 	free(pending);
 }
 
-/* Stops what holds a lease that ran out without a renewal. */
-static void enforce(struct bus_worker *w, const struct held *h, size_t n,
-		    int64_t now)
+/* Stops what holds a lease that ran out without a renewal. Returns the
+ * earliest deadline still to come (monotonic ns; INT64_MAX: none), so
+ * that the keeper wakes for it rather than at its next renewal or cancel
+ * check, which may come up to lease_ms / 3 (or cancel_check_ms) later. */
+static int64_t enforce(struct bus_worker *w, const struct held *h, size_t n,
+		       int64_t now)
 {
 	bus *b = w->bus;
+	int64_t next = INT64_MAX;
 	for (size_t i = 0; i < n; i++) {
 		if (h[i].kind == HELD_OUTCOME)
 			continue;
@@ -310,6 +338,8 @@ static void enforce(struct bus_worker *w, const struct held *h, size_t n,
 		const struct lease_entry *e =
 			entry_find(w, h[i].id, h[i].attempt);
 		int expired = e != NULL && e->deadline_ns <= now;
+		if (e != NULL && !expired && e->deadline_ns < next)
+			next = e->deadline_ns;
 		int stopped = 0;
 		if (expired) {
 			bus_job job;
@@ -334,6 +364,7 @@ static void enforce(struct bus_worker *w, const struct held *h, size_t n,
 				 w->node, (long long)h[i].id);
 		}
 	}
+	return next;
 }
 
 void *bus__worker_lease_keeper(void *arg)
@@ -356,19 +387,25 @@ void *bus__worker_lease_keeper(void *arg)
 		last_tick_ns = tick_ns;
 		pthread_mutex_unlock(&w->lock);
 		now = tick_ns / 1000000;
+		/* A store that did not answer the renewal is not asked for
+		 * cancel requests now either: the stop of expired leases
+		 * (enforce) must not wait behind a second slow failure. */
+		int answered = 1;
 		if (n > 0 && now >= next_renew)
-			renew(w, h, n);
+			answered = renew(w, h, n);
 		if (now >= next_renew)
 			next_renew = now + renew_ms;
-		if (n > 0 && now >= next_check)
+		if (n > 0 && answered && now >= next_check)
 			check_cancels(w, h, n);
 		if (now >= next_check)
 			next_check = now + check_ms;
-		if (n > 0)
-			enforce(w, h, n, bus__mono_ns());
+		int64_t deadline_ns = n > 0 ? enforce(w, h, n, bus__mono_ns())
+					    : INT64_MAX;
 		free(h);
 		int64_t next = next_renew < next_check ? next_renew
 						       : next_check;
+		if (deadline_ns != INT64_MAX && deadline_ns / 1000000 + 1 < next)
+			next = deadline_ns / 1000000 + 1;
 		now = bus__mono_ns() / 1000000;
 		bus__worker_nap(w, next > now ? next - now : 0,
 				&w->maintenance_go, 0);

@@ -72,10 +72,16 @@ VALUES (1, '001_init');
 -- executing (holding its unique key) until its worker has stopped the
 -- handler and recorded it cancelled, or the rescue of its expired lease
 -- does (see include/bus/backend.h). The column is set only while a job is
--- executing. Applied again, the ALTER fails with a duplicate column, which
--- bus_migrate() takes as done.
+-- executing. MySQL has no ADD COLUMN IF NOT EXISTS, so the ALTER runs only
+-- when the column is missing: the step may be applied again, by hand too.
 
-ALTER TABLE bus_jobs ADD COLUMN cancel_requested_at DATETIME(6) NULL;
+SET @bus_step_002 = IF(EXISTS (SELECT 1 FROM information_schema.COLUMNS
+	WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'bus_jobs'
+	AND COLUMN_NAME = 'cancel_requested_at'), 'DO 0',
+	'ALTER TABLE bus_jobs ADD COLUMN cancel_requested_at DATETIME(6) NULL');
+PREPARE bus_step_002 FROM @bus_step_002;
+EXECUTE bus_step_002;
+DEALLOCATE PREPARE bus_step_002;
 
 INSERT IGNORE INTO bus_schema_version (version, name)
 VALUES (2, '002_cancel_request');

@@ -33,10 +33,21 @@ static struct bus_store_ops faulty;
 static _Atomic int64_t poison_id;     /* refuse outcomes of this job */
 static atomic_int poison_every_state; /* ... its failure too */
 static atomic_int poison_rescue_only; /* only rescues (only_if_expired) */
+/* At its first refusal, the poisoned job's fate is written by another
+ * party (as a rescuer would): it is not the worker's any more. */
+static atomic_int poison_then_taken;
 static atomic_int extend_down;        /* every renewal fails */
 static atomic_int store_down;         /* finish and get fail */
 static atomic_int refusals;           /* finish calls refused */
 static atomic_int slow_maintenance;   /* expired and prune hang */
+/* The lease keeper's calls (extend, cancel_pending) fail slowly, as a
+ * store's do while it reconnects in vain. */
+static atomic_int lease_calls_mute;
+/* While mute: extend calls of one job made right after a failed call of
+ * several (the one-by-one fallback), and the size of the last extend
+ * since the last cancel_pending (0: none). */
+static atomic_int single_extends;
+static atomic_int last_extend_n;
 
 static int poisoned(const bus_store_finish *it)
 {
@@ -59,6 +70,14 @@ static int faulty_finish(bus_store *s, int64_t now,
 	}
 	for (size_t i = 0; i < n; i++) {
 		if (poisoned(&items[i])) {
+			if (atomic_exchange(&poison_then_taken, 0)) {
+				bus_store_finish other = items[i];
+				other.state = BUS_JOB_CANCELLED;
+				other.delay_us = -1;
+				other.error = "taken by another party";
+				unsigned char one = 0;
+				real->finish(s, now, &other, 1, &one);
+			}
 			atomic_fetch_add(&refusals, 1);
 			return bus__error_set(BUS_EBACKEND,
 					      "simulated refusal of job %lld "
@@ -86,15 +105,48 @@ static int faulty_extend(bus_store *s, int64_t now, const char *node,
 	if (atomic_load(&extend_down))
 		return bus__error_set(BUS_EBACKEND,
 				      "simulated outage: renewals fail");
+	if (atomic_load(&lease_calls_mute)) {
+		if (n == 1 && atomic_load(&last_extend_n) > 1)
+			atomic_fetch_add(&single_extends, 1);
+		atomic_store(&last_extend_n, (int)n);
+		sleep_ms(50);
+		return bus__error_set(BUS_EBACKEND,
+				      "simulated outage: no answer");
+	}
 	return real->extend(s, now, node, lease_us, ids, attempts, n, held);
+}
+
+static int faulty_cancel_pending(bus_store *s, const char *node,
+				 const int64_t *ids, const int *attempts,
+				 size_t n, unsigned char *pending)
+{
+	if (atomic_load(&lease_calls_mute)) {
+		atomic_store(&last_extend_n, 0);
+		sleep_ms(50);
+		return bus__error_set(BUS_EBACKEND,
+				      "simulated outage: no answer");
+	}
+	return real->cancel_pending(s, node, ids, attempts, n, pending);
 }
 
 /* A rescue or prune that does not return while slow_maintenance is set
  * (at most a minute). */
+static atomic_int hanging; /* maintenance calls hanging now */
+
 static void hang_while_slow(void)
 {
+	if (!atomic_load(&slow_maintenance))
+		return;
+	atomic_fetch_add(&hanging, 1);
 	for (int i = 0; i < 12000 && atomic_load(&slow_maintenance); i++)
 		sleep_ms(5);
+	atomic_fetch_sub(&hanging, 1);
+}
+
+static int maintenance_hangs(void *arg)
+{
+	(void)arg;
+	return atomic_load(&hanging) > 0;
 }
 
 static int faulty_expired(bus_store *s, int64_t now, size_t limit,
@@ -121,10 +173,14 @@ static bus *open_faulty(struct test_clock *clock)
 	atomic_store(&poison_id, -1);
 	atomic_store(&poison_every_state, 0);
 	atomic_store(&poison_rescue_only, 0);
+	atomic_store(&poison_then_taken, 0);
 	atomic_store(&extend_down, 0);
 	atomic_store(&store_down, 0);
 	atomic_store(&refusals, 0);
 	atomic_store(&slow_maintenance, 0);
+	atomic_store(&lease_calls_mute, 0);
+	atomic_store(&single_extends, 0);
+	atomic_store(&last_extend_n, 0);
 	real = b->store.ops;
 	faulty = *real;
 	faulty.finish = faulty_finish;
@@ -132,6 +188,7 @@ static bus *open_faulty(struct test_clock *clock)
 	faulty.extend = faulty_extend;
 	faulty.expired = faulty_expired;
 	faulty.prune = faulty_prune;
+	faulty.cancel_pending = faulty_cancel_pending;
 	b->store.ops = &faulty;
 	return b;
 }
@@ -142,6 +199,7 @@ static void close_faulty(bus *b)
 	atomic_store(&store_down, 0);
 	atomic_store(&extend_down, 0);
 	atomic_store(&slow_maintenance, 0);
+	atomic_store(&lease_calls_mute, 0);
 	bus_close(b);
 }
 
@@ -214,6 +272,39 @@ START_TEST(a_refused_outcome_is_recorded_discarded_and_blocks_nothing)
 	bus_worker_get_stats(&st, w);
 	ck_assert_int_eq(st.refused, 1);
 	ck_assert_int_eq(st.completed, 11);
+	bus_worker_free(w);
+	close_faulty(b);
+}
+END_TEST
+
+/* A refused outcome whose job is meanwhile not the worker's (rescued,
+ * say) is not recorded discarded, nor counted refused: its new fate
+ * stands. */
+START_TEST(a_refused_outcome_of_a_job_taken_meanwhile_is_not_counted_refused)
+{
+	atomic_int runs = 0;
+	bus *b = open_faulty(NULL);
+	contract_handle(b, "faults.taken", succeed, &runs, NULL, "faults.t");
+	int64_t ids[4];
+	enqueue_n(b, "faults.taken", ids, 4);
+	atomic_store(&poison_id, ids[1]);
+	atomic_store(&poison_then_taken, 1);
+	bus_worker *w = contract_start_worker(
+		b, &(struct contract_worker_opts){ .queue = "faults.t" });
+	for (int i = 0; i < 4; i++) {
+		if (i != 1)
+			bus_job_free(wait_job(b, ids[i], BUS_JOB_COMPLETED, 1));
+	}
+	bus_job *j = wait_job(b, ids[1], BUS_JOB_CANCELLED, 1);
+	assert_errors(j, 1, "taken by another party");
+	bus_job_free(j);
+	bus_worker_stop(w, 1000);
+	bus_worker_stats st;
+	bus_worker_get_stats(&st, w);
+	ck_assert_int_eq(st.completed, 3);
+	ck_assert_int_eq(st.refused, 0);
+	ck_assert_int_eq(st.discarded, 0);
+	ck_assert_int_eq(st.lost, 1);
 	bus_worker_free(w);
 	close_faulty(b);
 }
@@ -372,6 +463,43 @@ START_TEST(a_job_whose_lease_cannot_be_renewed_is_stopped)
 }
 END_TEST
 
+static int leases_lost_8(void *arg)
+{
+	bus_worker_stats st;
+	bus_worker_get_stats(&st, arg);
+	return st.lease_lost >= 8;
+}
+
+/* While the store does not answer, the lease keeper does not try each
+ * job's renewal on its own: each such call may last a whole reconnect
+ * cycle, and the stop of the jobs whose lease runs out (on the same
+ * thread) would come that many times later -- after another node may have
+ * rescued and rerun them. */
+START_TEST(a_store_that_does_not_answer_is_not_asked_lease_by_lease)
+{
+	struct hold h = { 0, 0, 0, 0 };
+	bus *b = open_faulty(NULL);
+	contract_handle(b, "faults.mute", hold_first, &h, NULL, "faults.m");
+	int64_t ids[8];
+	enqueue_n(b, "faults.mute", ids, 8);
+	bus_worker *w = contract_start_worker(
+		b, &(struct contract_worker_opts){ .queue = "faults.m",
+						   .concurrency = 8,
+						   .lease_ms = 1500,
+						   .rescue_interval_ms = 600000 });
+	wait_atomic(&h.started, 8, "the handlers to start");
+	atomic_store(&lease_calls_mute, 1);
+	wait_for(leases_lost_8, w, "the worker to stop the 8 jobs");
+	wait_atomic(&h.returned, 8, "the handlers to return");
+	ck_assert_int_eq(atomic_load(&h.saw_expired), 1);
+	ck_assert_int_eq(atomic_load(&single_extends), 0);
+	atomic_store(&lease_calls_mute, 0);
+	atomic_store(&h.release, 1);
+	bus_worker_free(w);
+	close_faulty(b);
+}
+END_TEST
+
 struct lease_wait {
 	bus *b;
 	int64_t id, want, seen;
@@ -400,7 +528,7 @@ START_TEST(renewals_go_on_while_maintenance_is_slow)
 						   .lease_ms = 1500 });
 	wait_atomic(&h.started, 1, "the handler to start");
 	atomic_store(&slow_maintenance, 1);
-	sleep_ms(100); /* the maintenance thread is in a slow call now */
+	wait_for(maintenance_hangs, NULL, "a rescue or prune to hang");
 	for (int i = 0; i < 3; i++) {
 		clock_advance(&clock, SEC_US);
 		struct lease_wait lw = { b, id, clock_now(&clock) + 1500000, 0 };
@@ -409,6 +537,8 @@ START_TEST(renewals_go_on_while_maintenance_is_slow)
 			      "maintenance was slow (it is %lld)",
 			      (long long)lw.want, (long long)lw.seen);
 	}
+	/* ... all while maintenance still hung. */
+	ck_assert_int_gt(atomic_load(&hanging), 0);
 	bus_worker_stats st;
 	bus_worker_get_stats(&st, w);
 	ck_assert_int_eq(st.lease_lost, 0);
@@ -429,10 +559,15 @@ int main(void)
 		       a_refused_outcome_is_recorded_discarded_and_blocks_nothing);
 	tcase_add_test(
 		tc, an_outcome_refused_in_every_form_leaves_its_job_to_the_rescuer);
+	tcase_add_test(
+		tc,
+		a_refused_outcome_of_a_job_taken_meanwhile_is_not_counted_refused);
 	tcase_add_test(tc, outcomes_wait_for_a_store_that_does_not_answer);
 	tcase_add_test(tc, a_refused_rescue_does_not_stop_the_others);
 	tcase_add_test(tc, a_job_whose_lease_cannot_be_renewed_is_stopped);
 	tcase_add_test(tc, renewals_go_on_while_maintenance_is_slow);
+	tcase_add_test(tc,
+		       a_store_that_does_not_answer_is_not_asked_lease_by_lease);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_ENV);

@@ -359,16 +359,23 @@ struct extend_arg {
 	unsigned char *held;
 };
 
-/* The chunk's held items into idx (indexes within the chunk). */
-static int extend_check(struct my_conn *c, struct extend_arg *a, size_t done,
-			size_t n, long long *idx, size_t *got)
+/*
+ * Runs a SELECT of `build`'s shape (a derived table of (i, id, attempt)
+ * rows, then the node) for jobs ids[0..n) with attempts[0..n), n at most
+ * MY_ROWS_MAX, and reads the indexes i it returns into idx: the jobs of
+ * the batch that match. Shared by extend (which of them this node holds)
+ * and cancel_pending (which of them have a cancel request).
+ */
+static int indexes_select(struct my_conn *c, int slot, my_sql_fn build,
+			  const char *node, const int64_t *ids,
+			  const int *attempts, size_t n, long long *idx,
+			  size_t *got)
 {
 	int b = bus__my_bucket(n);
 	size_t rows = bus__my_bucket_rows[b];
 	MYSQL_STMT *st;
 	struct my_params p;
-	int rc = bus__my_prepare(c, &st, SL_EXTEND_CHECK + b,
-				 extend_check_build, rows);
+	int rc = bus__my_prepare(c, &st, slot + b, build, rows);
 	if (rc != 0 || (rc = bus__my_params_init(&p, rows * 3 + 1)) != 0)
 		return rc;
 	for (size_t k = 0; k < rows; k++) {
@@ -379,15 +386,23 @@ static int extend_check(struct my_conn *c, struct extend_arg *a, size_t done,
 			continue;
 		}
 		bus__my_p_ll(&p, (long long)k);
-		bus__my_p_ll(&p, a->ids[done + k]);
-		bus__my_p_ll(&p, a->attempts[done + k]);
+		bus__my_p_ll(&p, ids[k]);
+		bus__my_p_ll(&p, attempts[k]);
 	}
-	bus__my_p_str(&p, a->node);
+	bus__my_p_str(&p, node);
 	rc = bus__my_exec(c, st, &p);
 	bus__my_params_free(&p);
 	if (rc == 0)
 		rc = bus__my_ints_fetch(c, st, idx, n, got);
 	return rc;
+}
+
+/* The chunk's held items into idx (indexes within the chunk). */
+static int extend_check(struct my_conn *c, struct extend_arg *a, size_t done,
+			size_t n, long long *idx, size_t *got)
+{
+	return indexes_select(c, SL_EXTEND_CHECK, extend_check_build, a->node,
+			      a->ids + done, a->attempts + done, n, idx, got);
 }
 
 static int extend_set(struct my_conn *c, struct extend_arg *a, size_t done,
@@ -522,32 +537,11 @@ static int pending_op(bus_store *s, void *arg)
 	for (size_t done = 0; done < a->n;) {
 		size_t left = a->n - done, got = 0;
 		size_t n = left < MY_ROWS_MAX ? left : MY_ROWS_MAX;
-		int b = bus__my_bucket(n);
-		size_t rows = bus__my_bucket_rows[b];
 		long long idx[MY_ROWS_MAX];
-		MYSQL_STMT *st;
-		struct my_params p;
-		int rc = bus__my_prepare(c, &st, SL_CANCEL_PENDING + b,
-					 cancel_pending_build, rows);
-		if (rc != 0 ||
-		    (rc = bus__my_params_init(&p, rows * 3 + 1)) != 0)
-			return rc;
-		for (size_t k = 0; k < rows; k++) {
-			if (k >= n) {
-				bus__my_p_null(&p);
-				bus__my_p_null(&p);
-				bus__my_p_null(&p);
-				continue;
-			}
-			bus__my_p_ll(&p, (long long)k);
-			bus__my_p_ll(&p, a->ids[done + k]);
-			bus__my_p_ll(&p, a->attempts[done + k]);
-		}
-		bus__my_p_str(&p, a->node);
-		rc = bus__my_exec(c, st, &p);
-		bus__my_params_free(&p);
-		if (rc == 0)
-			rc = bus__my_ints_fetch(c, st, idx, n, &got);
+		int rc = indexes_select(c, SL_CANCEL_PENDING,
+					cancel_pending_build, a->node,
+					a->ids + done, a->attempts + done, n,
+					idx, &got);
 		if (rc != 0)
 			return rc;
 		for (size_t k = 0; k < got; k++)

@@ -208,9 +208,10 @@ struct bus_store_ops {
 	int (*cancel)(bus_store *s, int64_t now, int64_t id);
 	/* Job not executing -> available, finished_at cleared, max_attempts
 	 * raised to attempt + 1 when spent. scheduled_at is kept when the job
-	 * is already due (available, or scheduled/retryable with scheduled_at
-	 * <= now: it keeps its place in line), else set to now. BUS_ESTATE when
-	 * executing (a job with a pending cancel request included). */
+	 * is already due -- its state is available, scheduled or retryable and
+	 * scheduled_at <= now: it keeps its place in line -- else (a job due
+	 * later, or a finished one) set to now. BUS_ESTATE when executing (a
+	 * job with a pending cancel request included). */
 	int (*retry)(bus_store *s, int64_t now, int64_t id);
 	/* Deletes a job that is not executing; BUS_ESTATE when it is. */
 	int (*remove)(bus_store *s, int64_t id);
@@ -234,7 +235,10 @@ struct bus_store_ops {
 	/* pending[i] = 1 when job ids[i] is executing by `node` with attempt
 	 * attempts[i] and has a cancel request (cancel_requested_at set), else
 	 * 0. Reads only; the core calls it about twice a second with the jobs
-	 * a worker holds, so it should be cheap (by primary key). */
+	 * a worker holds, so it should be cheap (by primary key). It also
+	 * serves as the probe of whether the store answers at all after a
+	 * failed extend, so it must not wait for row locks. On failure
+	 * pending[] is all 0. */
 	int (*cancel_pending)(bus_store *s, const char *node,
 			      const int64_t *ids, const int *attempts,
 			      size_t n, unsigned char *pending);

@@ -18,7 +18,8 @@
  *  - One expired job the store refuses to rescue never stops the rescue of
  *    the others.
  *  - Leases are renewed by a thread of their own (every lease_ms / 3), in
- *    small batches; a batch that fails is renewed job by job. A job whose
+ *    small batches; a batch that fails is renewed job by job while the
+ *    store answers (a locked row), and not at all while it does not. A job whose
  *    lease runs out on this worker without a renewal (the store is
  *    unreachable) is stopped -- its handler sees bus_ctx_expired, a child
  *    process is killed -- and its outcome is not recorded, since another

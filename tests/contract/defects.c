@@ -4,9 +4,9 @@
  *  - an outcome with an absurd delay (a backoff returning INT64_MAX, a
  *    snooze of 2^62 s) is bounded by the core and never blocks the outcomes
  *    of the other jobs;
- *  - the rescue of an expired job whose handler's backoff is absurd never
- *    stops the rescue of the others, and more than one rescue batch (100)
- *    of expired leases is rescued at once;
+ *  - an expired job whose handler's backoff is absurd is rescued like the
+ *    others, and more than one rescue batch (100) of expired leases is
+ *    rescued at once;
  *  - a rescued job runs again after the worker's rescue_delay_ms;
  *  - bus_job_retry of a job already due keeps its place in line;
  *  - every duration option is bounded, with BUS_EINVAL naming it.
@@ -202,7 +202,12 @@ static void strand_end(struct strand *s)
 	bus_close(s->b);
 }
 
-START_TEST(poisoned_expired_job_does_not_block_rescue)
+/* An expired job whose handler's backoff is absurd (INT64_MAX) is rescued
+ * like the others, after rescue_delay_ms: a rescue does not use the
+ * backoff. (A rescue the store refuses is check_faults'
+ * a_refused_rescue_does_not_stop_the_others: the public API cannot make
+ * a store refuse one.) */
+START_TEST(expired_job_with_an_absurd_backoff_is_rescued_like_the_others)
 {
 	struct strand s;
 	memset(&s, 0, sizeof s);
@@ -356,6 +361,18 @@ START_TEST(retry_keeps_a_due_jobs_place_in_line)
 	j = get_job(b, a);
 	ck_assert_int_eq(j->scheduled_at, clock_now(&clock));
 	bus_job_free(j);
+
+	/* A scheduled job whose time has come is due too: it keeps its
+	 * scheduled_at. */
+	later.run_in_ms = 1000;
+	int64_t due = enqueue_ok(b, "retry.place", "{}", &later, BUS_INSERTED);
+	int64_t due_at = clock_now(&clock) + SEC_US;
+	clock_advance(&clock, 2 * SEC_US);
+	ck_assert_int_eq(bus_job_retry(b, due), 0);
+	j = get_job(b, due);
+	ck_assert_int_eq(j->state, BUS_JOB_AVAILABLE);
+	ck_assert_int_eq(j->scheduled_at, due_at);
+	bus_job_free(j);
 	bus_close(b);
 }
 END_TEST
@@ -458,7 +475,8 @@ TCase *contract_defects(void)
 	TCase *tc = contract_tcase("defects");
 	tcase_add_test(tc, poisoned_outcome_does_not_block_the_others);
 	tcase_add_test(tc, error_texts_are_recorded_as_bounded_utf8);
-	tcase_add_test(tc, poisoned_expired_job_does_not_block_rescue);
+	tcase_add_test(
+		tc, expired_job_with_an_absurd_backoff_is_rescued_like_the_others);
 	tcase_add_test(tc,
 		       more_than_a_rescue_batch_of_expired_leases_is_rescued);
 	tcase_add_test(tc,
