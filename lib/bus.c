@@ -50,15 +50,6 @@ static int url_scheme(const char *url, char *scheme, size_t size)
 	return 0;
 }
 
-int64_t bus__now_local(const bus *b)
-{
-	if (b->clock)
-		return b->clock(b->clock_udata);
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 void bus_set_clock(bus *b, bus_clock_fn fn, void *udata)
 {
 	if (b == NULL)

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -41,22 +42,21 @@ struct bus_child {
 	bus *bus;
 	pid_t pid; /* -1: none; the next run starts one */
 	int fd;    /* the parent's end of the socket pair; -1 with no child */
-	struct bus_child *prev, *next; /* in open_children while fd is open */
 };
 
 /*
- * Every parent end of a socket pair open in this process. fork() copies them
- * all into each new child, and such a copy would keep another child's socket
- * open after the parent closed its own, so that child would never see the
- * end of the stream that tells it to stop. SOCK_CLOEXEC cannot help: the
- * children do not exec. So each new child closes them all. The list changes
- * only under spawn_lock, which is held across socketpair and fork: the
- * child's copy of the list is whole, and no child inherits the child end of
- * another's pair in the moment before the parent closes it (which would hide
- * that child's death).
+ * fork() copies every descriptor into each new child: the parent ends of
+ * the other children's socket pairs (a copy would keep another child's
+ * socket open after the parent closed its own, so that child would never
+ * see the end of the stream that tells it to stop), the store's
+ * connections, the application's files. SOCK_CLOEXEC cannot help: the
+ * children do not exec. So each new child closes every descriptor but its
+ * standard streams and its own socket (child_descriptors). spawn_lock is
+ * held across socketpair and fork, so that no child is forked between
+ * another's socketpair and the parent's close of its child end (the copy
+ * would hide that child's death until closed).
  */
 static pthread_mutex_t spawn_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct bus_child *open_children;
 
 /* ------------------------------------------------------------------------ */
 /* The child                                                                 */
@@ -125,19 +125,48 @@ static int serve_frame(bus *b, int fd, const char *body, size_t len)
 	return rc;
 }
 
+/* Closes every descriptor from `first` up. */
+static void close_from(int first)
+{
+#ifdef SYS_close_range
+	if (syscall(SYS_close_range, (unsigned)first, ~0u, 0u) == 0)
+		return;
+#endif
+	long max = sysconf(_SC_OPEN_MAX);
+	if (max < 0 || max > 1 << 20)
+		max = 1 << 20;
+	for (int fd = first; fd < max; fd++)
+		close(fd);
+}
+
+/* Leaves the child with its standard streams and its socket (under the
+ * number it has: moved, it could take the number of a descriptor some
+ * library in the child still writes to), and nothing else of the
+ * parent's: no database connection (a handler writing to it would corrupt
+ * the parent's session), no listening socket, no file. */
+static void child_descriptors(int sock)
+{
+	for (int fd = 3; fd < sock; fd++)
+		close(fd);
+	close_from(sock + 1);
+}
+
 /* Leaves the child as a fresh process would be, as far as the handlers'
- * code can tell: default stop signals, nothing blocked, no output of the
- * parent's waiting in the stdio buffers (it would come out twice). */
+ * code can tell: nothing blocked, no output of the parent's waiting in the
+ * stdio buffers (it would come out twice); but the stop signals ignored. */
 static void child_reset(void)
 {
-	struct sigaction dfl;
-	memset(&dfl, 0, sizeof dfl);
-	dfl.sa_handler = SIG_DFL;
-	sigemptyset(&dfl.sa_mask);
-	/* The application's handlers for these (a graceful shutdown, say)
-	 * belong to the parent; a child asked to stop just stops. */
-	sigaction(SIGTERM, &dfl, NULL);
-	sigaction(SIGINT, &dfl, NULL);
+	struct sigaction ign;
+	memset(&ign, 0, sizeof ign);
+	ign.sa_handler = SIG_IGN;
+	sigemptyset(&ign.sa_mask);
+	/* Shutdown is the parent's: systemd's SIGTERM and a terminal's
+	 * SIGINT reach the whole process group, and a child that died of
+	 * them would lose its running job instead of finishing it in the
+	 * parent's grace. The parent stops a child by closing its socket,
+	 * or with SIGKILL. */
+	sigaction(SIGTERM, &ign, NULL);
+	sigaction(SIGINT, &ign, NULL);
 	sigset_t none;
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
@@ -151,6 +180,7 @@ static void child_reset(void)
 static _Noreturn void child_main(bus *b, int fd, pid_t parent)
 {
 	child_reset();
+	child_descriptors(fd);
 	bus__store_after_fork(&b->store);
 	/* Die with the parent, so that no child outlives a crashed worker.
 	 * Linux sends the signal when the *thread* that forked exits: a child
@@ -200,10 +230,8 @@ static int spawn(struct bus_child *c)
 	pid_t pid = fork();
 	if (pid == 0) {
 		/* (The child's copy of spawn_lock stays locked: a child never
-		 * starts children of its own.) */
-		for (struct bus_child *o = open_children; o; o = o->next)
-			close(o->fd);
-		close(sv[0]);
+		 * starts children of its own.) The other children's sockets
+		 * are closed with every other descriptor (child_main). */
 		child_main(c->bus, sv[1], parent);
 	}
 	int err = errno;
@@ -218,11 +246,6 @@ static int spawn(struct bus_child *c)
 	}
 	c->pid = pid;
 	c->fd = sv[0];
-	c->prev = NULL;
-	c->next = open_children;
-	if (open_children != NULL)
-		open_children->prev = c;
-	open_children = c;
 	pthread_mutex_unlock(&spawn_lock);
 	return 0;
 }
@@ -232,16 +255,8 @@ static void close_socket(struct bus_child *c)
 {
 	if (c->fd < 0)
 		return;
-	pthread_mutex_lock(&spawn_lock);
-	if (c->prev != NULL)
-		c->prev->next = c->next;
-	else
-		open_children = c->next;
-	if (c->next != NULL)
-		c->next->prev = c->prev;
 	close(c->fd);
 	c->fd = -1;
-	pthread_mutex_unlock(&spawn_lock);
 }
 
 static void sleep_1ms(void)

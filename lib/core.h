@@ -36,9 +36,6 @@ static inline int64_t bus__now(const bus *b)
 	return b->clock ? b->clock(b->clock_udata) : 0;
 }
 
-/* The time for decisions the core makes itself (unique period buckets):
- * the bus's clock, or this machine's. */
-int64_t bus__now_local(const bus *b);
 
 /* "event", "command" or "query". */
 const char *bus__kind_name(bus_kind kind);

@@ -63,6 +63,46 @@ static int check_tags(const char *what, const char *tags)
 }
 
 /*
+ * The time of one enqueue call. A unique period's bucket must come from
+ * the time the store stamps the job with (inserted_at, or scheduled_at
+ * from it), which is the store's clock unless the bus has a clock of its
+ * own: so the store is asked, once per call and only when a job needs it,
+ * and the jobs are then inserted with that time.
+ */
+struct enqueue_clock {
+	bus *b;
+	int64_t now;	/* the bus's clock, or the store's once read */
+	int from_store; /* now was read from the store */
+};
+
+static void clock_init(struct enqueue_clock *c, bus *b)
+{
+	c->b = b;
+	c->now = bus__now(b);
+	c->from_store = 0;
+}
+
+/* The time inserted_at will have. */
+static int clock_for_period(struct enqueue_clock *c, int64_t *out)
+{
+	if (c->now == 0) {
+		bus_store *s = NULL;
+		int64_t t = 0;
+		int rc = bus__store_acquire(&c->b->store, &s);
+		if (rc != 0)
+			return rc;
+		rc = c->b->store.ops->now(s, &t);
+		bus__store_release(&c->b->store, s);
+		if (rc != 0)
+			return rc;
+		c->now = t;
+		c->from_store = 1;
+	}
+	*out = c->now;
+	return 0;
+}
+
+/*
  * Fills `p` for a job of `handler` (kind `m->name`) from `opts` (may be
  * NULL), then the handler `h` registered or declared on this bus (its
  * function may be NULL: a producer need only declare the job's options),
@@ -70,7 +110,7 @@ static int check_tags(const char *what, const char *tags)
  */
 static int prepare(struct prepared *p, bus *b, const struct bus_message *m,
 		   const char *handler, const struct bus_handler *h,
-		   const bus_job_opts *opts, int64_t now_local)
+		   const bus_job_opts *opts, struct enqueue_clock *clk)
 {
 	static const bus_job_opts no_opts = BUS_JOB_OPTS_INIT;
 	if (opts == NULL)
@@ -149,12 +189,18 @@ static int prepare(struct prepared *p, bus *b, const struct bus_message *m,
 	j->meta = p->meta;
 
 	if (unique != NULL) {
+		/* The bucket's time: the store's, as it will stamp the job. */
+		int64_t now = 0;
+		if (unique->period_s > 0 &&
+		    (unique->period_base == BUS_UNIQUE_BY_INSERTED_AT ||
+		     j->scheduled_at == 0) &&
+		    (rc = clock_for_period(clk, &now)) != 0)
+			return rc;
 		struct bus_unique_input in = {
 			j->kind, j->handler, j->queue, j->priority,
 			j->max_attempts, j->timeout_ms, j->payload, j->tags,
-			m->meta, now_local,
-			j->scheduled_at ? j->scheduled_at
-					: now_local + j->delay_us,
+			m->meta, now,
+			j->scheduled_at ? j->scheduled_at : now + j->delay_us,
 		};
 		if ((rc = bus__unique_key(p->key, unique, &in)) != 0)
 			return rc;
@@ -168,7 +214,7 @@ static int prepare(struct prepared *p, bus *b, const struct bus_message *m,
 /* Inserts prepared jobs in one store call: through the bus's own
  * connection, or the application's transaction `tx`. */
 static int insert(bus *b, void *tx, struct prepared *p, size_t n,
-		  bus_enqueue_result *results)
+		  const struct enqueue_clock *clk, bus_enqueue_result *results)
 {
 	if (tx != NULL && b->store.ops->insert_tx == NULL)
 		return bus__error_set(BUS_EINVAL,
@@ -191,9 +237,10 @@ static int insert(bus *b, void *tx, struct prepared *p, size_t n,
 	if (rc == 0)
 		rc = bus__store_acquire(&b->store, &s);
 	if (rc == 0) {
-		rc = tx ? b->store.ops->insert_tx(s, tx, bus__now(b), jobs, n,
-						  res)
-			: b->store.ops->insert(s, bus__now(b), jobs, n, res);
+		/* The time the unique keys were made with, if any. */
+		int64_t now = clk->from_store ? clk->now : bus__now(b);
+		rc = tx ? b->store.ops->insert_tx(s, tx, now, jobs, n, res)
+			: b->store.ops->insert(s, now, jobs, n, res);
 		bus__store_release(&b->store, s);
 	}
 	/* A job in the application's transaction is not visible before its
@@ -221,13 +268,14 @@ int bus__enqueue_for_message(bus *b, const struct bus_message *m,
 	struct prepared *p = calloc(n, sizeof *p);
 	if (p == NULL)
 		return bus__error_oom();
-	int64_t now = bus__now_local(b);
+	struct enqueue_clock clk;
+	clock_init(&clk, b);
 	int rc = 0;
 	for (size_t i = 0; rc == 0 && i < n; i++)
 		rc = prepare(&p[i], b, m, handlers[i]->name, handlers[i], NULL,
-			     now);
+			     &clk);
 	if (rc == 0)
-		rc = insert(b, m->tx, p, n, results);
+		rc = insert(b, m->tx, p, n, &clk, results);
 	prepared_free(p, n);
 	return rc;
 }
@@ -297,7 +345,8 @@ static int enqueue_items(bus_enqueue_result *results, bus *b, void *tx,
 	struct prepared *p = calloc(n, sizeof *p);
 	if (p == NULL)
 		return bus__error_oom();
-	int64_t now = bus__now_local(b);
+	struct enqueue_clock clk;
+	clock_init(&clk, b);
 	int rc = 0;
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		struct bus_message m;
@@ -308,14 +357,14 @@ static int enqueue_items(bus_enqueue_result *results, bus *b, void *tx,
 			items[i].handler ? items[i].handler : items[i].kind;
 		const struct bus_handler *h =
 			bus__registry_find_durable(&b->registry, handler);
-		rc = prepare(&p[i], b, &m, handler, h, items[i].opts, now);
+		rc = prepare(&p[i], b, &m, handler, h, items[i].opts, &clk);
 		if (rc == 0 && h == NULL)
 			warn_unknown(b, items[i].kind, handler);
 		bus__message_fini(&m);
 	}
 	if (rc == 0)
 		rc = insert(b, tx ? tx : parent ? parent->tx : NULL, p, n,
-			    results);
+			    &clk, results);
 	prepared_free(p, n);
 	return rc;
 }

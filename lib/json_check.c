@@ -200,7 +200,7 @@ static const unsigned char *scan_literal(struct scan *s, const unsigned char *p,
 int bus__json_check(const char *text, size_t max_len, size_t *len,
 		    struct bus_json_error *err)
 {
-	uint64_t stack[BUS_JSON_MAX_DEPTH / 64];
+	uint64_t stack[(BUS_JSON_MAX_DEPTH + 63) / 64] = { 0 };
 	int depth = 0;
 	struct scan s = { (const unsigned char *)text,
 			  (const unsigned char *)text, NULL };
@@ -211,7 +211,9 @@ int bus__json_check(const char *text, size_t max_len, size_t *len,
 		unsigned char c = *p;
 		if (c == '{' || c == '[') {
 			if (depth == BUS_JSON_MAX_DEPTH) {
-				s.reason = "nesting too deep";
+				s.reason = "nesting deeper than 31 levels (the limit "
+					   "of MariaDB's JSON_VALID, which "
+					   "every store applies)";
 				s.p = p;
 				goto fail;
 			}

@@ -6,8 +6,11 @@
 
 #include <stddef.h>
 
-/* Deeper nesting is refused (cJSON itself stops at 1000). */
-#define BUS_JSON_MAX_DEPTH 512
+/* Deeper nesting of arrays and objects is refused. The limit is that of
+ * the strictest store: MariaDB's JSON_VALID refuses 32 levels (MySQL
+ * allows 100, cJSON 1000), so that every store, memory: included, gives
+ * the same answer for the same payload, before anything is stored. */
+#define BUS_JSON_MAX_DEPTH 31
 
 /* The largest payload, result or metadata accepted (bus.h says 16 MiB). */
 #define BUS_PAYLOAD_MAX ((size_t)16 << 20)

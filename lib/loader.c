@@ -157,8 +157,9 @@ static int plugin_exists(const struct plugin *p)
 			      p->scheme, p->path, p->file);
 }
 
-/* Every operation of ABI 1 and 2 is required: the core calls each of
- * them. */
+/* Every operation of ABI 1 and 2 is required, and of ABI 5 now (the core
+ * calls each of them); paused_queues (3) may be NULL, and the push wake-up
+ * (4) is optional. */
 static int ops_complete(const struct plugin *p, const struct bus_store_ops *ops)
 {
 	const struct {
@@ -184,6 +185,7 @@ static int ops_complete(const struct plugin *p, const struct bus_store_ops *ops)
 		{ "prune", ops->prune != NULL },
 		{ "insert_tx", ops->insert_tx != NULL },
 		{ "cancel_pending", ops->cancel_pending != NULL },
+		{ "now", ops->now != NULL },
 	};
 	for (size_t i = 0; i < sizeof required / sizeof required[0]; i++)
 		if (!required[i].present)
@@ -191,7 +193,7 @@ static int ops_complete(const struct plugin *p, const struct bus_store_ops *ops)
 					      "store plug-in %s: operation "
 					      "'%s' is missing",
 					      p->path, required[i].name);
-	/* Push wake-up (ABI 2) is optional, but comes as a pair. */
+	/* Push wake-up (ABI 4) is optional, but comes as a pair. */
 	if ((ops->listen == NULL) != (ops->wait_jobs == NULL))
 		return bus__error_set(BUS_EBACKEND,
 				      "store plug-in %s: operation '%s' is "

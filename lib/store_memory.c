@@ -575,6 +575,13 @@ static int mem_expired(bus_store *s, int64_t now, size_t limit, bus_job **out,
 	return 0;
 }
 
+static int mem_now(bus_store *s, int64_t *out)
+{
+	(void)s;
+	*out = clock_now(0);
+	return 0;
+}
+
 const struct bus_store_ops bus__memory_store_ops = {
 	.abi_version = BUS_STORE_ABI_VERSION,
 	.name = "memory",
@@ -604,4 +611,5 @@ const struct bus_store_ops bus__memory_store_ops = {
 	.insert_tx = NULL,
 	.listen = NULL,
 	.wait_jobs = NULL,
+	.now = mem_now,
 };

@@ -74,14 +74,41 @@ VALUES (1, '001_init');
 -- does (see include/bus/backend.h). The column is set only while a job is
 -- executing. MySQL has no ADD COLUMN IF NOT EXISTS, so the ALTER runs only
 -- when the column is missing: the step may be applied again, by hand too.
+-- (A table name inside the statement's string is written in backticks:
+-- bus_migrate puts the prefix's name in as it stands there, and a prefix
+-- such as 1e1 needs the quotes.)
 
 SET @bus_step_002 = IF(EXISTS (SELECT 1 FROM information_schema.COLUMNS
 	WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'bus_jobs'
 	AND COLUMN_NAME = 'cancel_requested_at'), 'DO 0',
-	'ALTER TABLE bus_jobs ADD COLUMN cancel_requested_at DATETIME(6) NULL');
+	'ALTER TABLE `bus_jobs` ADD COLUMN cancel_requested_at DATETIME(6) NULL');
 PREPARE bus_step_002 FROM @bus_step_002;
 EXECUTE bus_step_002;
 DEALLOCATE PREPARE bus_step_002;
 
 INSERT IGNORE INTO bus_schema_version (version, name)
 VALUES (2, '002_cancel_request');
+
+-- Step 3: tokens that make a write readable after a lost connection, so
+-- that the store never runs again a write whose COMMIT may have landed.
+-- insert_token, insert_seq: the insert call that made the row (a random
+-- token per call) and the row's place in that call's batch; claim_token:
+-- the claim call that last took the job. Rows from before this step, and
+-- outbox inserts, have none. (The ALTER runs only when the columns are
+-- missing, so that the step may be applied again, on MySQL too, which has
+-- no ADD COLUMN IF NOT EXISTS.)
+SET @bus_step_ddl = IF((SELECT COUNT(*) FROM information_schema.columns
+	WHERE table_schema = DATABASE() AND table_name = 'bus_jobs'
+	AND column_name = 'claim_token') = 0,
+	'ALTER TABLE `bus_jobs`
+		ADD COLUMN insert_token CHAR(32) CHARACTER SET ascii COLLATE ascii_bin NULL,
+		ADD COLUMN insert_seq INT NULL,
+		ADD COLUMN claim_token CHAR(32) CHARACTER SET ascii COLLATE ascii_bin NULL,
+		ADD UNIQUE KEY jobs_insert_token (insert_token, insert_seq)',
+	'DO 0');
+PREPARE bus_step FROM @bus_step_ddl;
+EXECUTE bus_step;
+DEALLOCATE PREPARE bus_step;
+
+INSERT IGNORE INTO bus_schema_version (version, name)
+VALUES (3, '003_tokens');

@@ -12,6 +12,7 @@
 
 #include "error.h"
 #include "loader.h"
+#include "unique.h"
 #include "log.h"
 #include "store.h"
 #include "store_memory.h"
@@ -54,6 +55,43 @@ static void assert_find_fails(const char *scheme, int code, const char *file,
 			     path_in(path, sizeof path, backend_dir(), file));
 	ck_assert_last_error(code, cause);
 }
+
+/* ---- The store's clock ---- */
+
+/* A unique period's bucket comes from the time the store stamps the job
+ * with, which is its own clock (here a day behind this machine's), not
+ * the producer's: producers with skewed clocks still agree. */
+START_TEST(unique_period_bucket_uses_the_stores_clock)
+{
+	bus *b = NULL;
+	ck_assert_msg(bus_open(&b, "skewed://x") == 0, "bus_open: %s",
+		      bus_error_last()->message);
+	bus_unique_opts u = BUS_UNIQUE_OPTS_INIT;
+	u.period_s = 3600;
+	bus_job_opts o = BUS_JOB_OPTS_INIT;
+	o.unique = &u;
+	bus_enqueue_result r;
+	ck_assert_msg(bus_enqueue(&r, b, "skew.job", "{}", &o) == 0,
+		      "bus_enqueue: %s", bus_error_last()->message);
+	bus_job *j = NULL;
+	ck_assert_int_eq(bus_job_get(&j, b, r.id), 0);
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	int64_t local = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+	ck_assert_msg(local - j->inserted_at > INT64_C(23) * 3600 * 1000000,
+		      "the store did not stamp the job with its own clock");
+	struct bus_unique_input in = { "skew.job", "skew.job", "default", 0,
+				       3, 0, "{}", "[]", NULL,
+				       j->inserted_at, j->inserted_at };
+	char want[BUS_UNIQUE_KEY_LEN + 1];
+	ck_assert_int_eq(bus__unique_key(want, &u, &in), 0);
+	ck_assert_msg(strcmp(j->unique_key, want) == 0,
+		      "the unique key was not made with the time the job was "
+		      "stamped with (the store's)");
+	bus_job_free(j);
+	bus_close(b);
+}
+END_TEST
 
 /* ---- Finding the file ---- */
 
@@ -447,6 +485,7 @@ static Suite *loader_suite(void)
 	tcase_add_test(tc, a_loaded_scheme_is_not_loaded_again);
 	tcase_add_test(tc, a_failed_load_is_not_cached);
 	tcase_add_test(tc, concurrent_finds_agree);
+	tcase_add_test(tc, unique_period_bucket_uses_the_stores_clock);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("env");

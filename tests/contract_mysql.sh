@@ -15,5 +15,15 @@ if [ ! -f "$BUS_MYSQL_BACKEND_DIR/mysql.so" ]; then
 	echo "configure did not find libmariadb (install libmariadb-dev)"
 	exit 1
 fi
+# Under AddressSanitizer (BUS_SANITIZED, set by scripts/test.sh) the cases
+# tagged "process" are left out here: GCC 12's libasan does not lock its
+# allocator around fork(), and a process-isolation child forked while
+# another thread (the MySQL store's calls allocate a lot) held an allocator
+# lock was once seen to hang. They run under the sanitizers on memory:, and
+# on MariaDB in the main build.
+if [ -n "${BUS_SANITIZED:-}" ]; then
+	CK_EXCLUDE_TAGS=process
+	export CK_EXCLUDE_TAGS
+fi
 BUS_CONTRACT_URL=$BUS_TEST_MYSQL_URL BUS_BACKEND_DIR=$BUS_MYSQL_BACKEND_DIR \
 	exec ./contract/check_contract

@@ -8,6 +8,15 @@
  *
  * With now = 0 the SELECT also returns the server's time, which the
  * UPDATE and the rows then use, so that a claim has one time throughout.
+ *
+ * A claim whose COMMIT may have landed on a lost connection is read back,
+ * never run again blindly (that would leave the jobs it took executing
+ * with nobody running them, until their lease ran out and an attempt was
+ * spent): each call draws a claim token, which the UPDATE writes. After
+ * the retry wrapper has ended the lost session, claim_landed reads the
+ * jobs that hold the token and the claim's lease time (through the
+ * jobs_lease index): they are the claim's result. None: it did not
+ * commit, and it runs again.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -37,10 +46,20 @@ static char *claim_set_build(const struct my_tables *t, size_t rows)
 		t,
 		"UPDATE bus_jobs SET state = 2, attempt = attempt + 1, "
 		"attempted_at = ?, attempted_by = ?, lease_until = ?, "
-		"finished_at = NULL, "
+		"claim_token = ?, finished_at = NULL, "
 		"unique_key = IF((unique_states >> 2) & 1, unique_key, NULL) "
 		"WHERE id IN ({rows})",
 		"?", ", ", rows);
+}
+
+static char *readback_build(const struct my_tables *t, size_t rows)
+{
+	return bus__my_sql(t,
+			   "SELECT " MY_JOB_COLS " FROM bus_jobs "
+			   "WHERE lease_until = ? AND claim_token = ? AND "
+			   "state = 2 AND attempted_by = ? "
+			   "ORDER BY priority, scheduled_at, id",
+			   NULL, NULL, rows);
 }
 
 struct claim_arg {
@@ -48,8 +67,12 @@ struct claim_arg {
 	const char *node;
 	const bus_store_claim *queues; /* no queue twice */
 	size_t n_queues;
+	size_t limit; /* the limits added up */
 	bus_job *rows;
 	size_t n;
+	char token[MY_TOKEN_LEN + 1];
+	/* The lease the last UPDATE sent set (0: none was sent). */
+	int64_t lease_sent;
 };
 
 /* Appends the due jobs of one queue to a->rows; sets *now to the
@@ -127,11 +150,13 @@ static int claim_update(struct my_conn *c, struct claim_arg *a, int64_t now)
 		struct my_params p;
 		rc = bus__my_prepare(c, &st, SL_CLAIM_SET + b, claim_set_build,
 				     rows);
-		if (rc != 0 || (rc = bus__my_params_init(&p, 3 + rows)) != 0)
+		if (rc != 0 || (rc = bus__my_params_init(&p, 4 + rows)) != 0)
 			break;
 		bus__my_p_time(&p, now);
 		bus__my_p_str(&p, a->node);
 		bus__my_p_time(&p, now + a->lease_us);
+		bus__my_p_str(&p, a->token);
+		a->lease_sent = now + a->lease_us;
 		for (size_t k = 0; k < rows; k++)
 			if (k < take)
 				bus__my_p_ll(&p, a->rows[done + k].id);
@@ -158,6 +183,7 @@ static int claim_op(bus_store *s, void *arg)
 	int64_t now = a->now;
 	a->rows = NULL;
 	a->n = 0;
+	a->lease_sent = 0;
 	int rc = bus__my_begin(c);
 	for (size_t i = 0; rc == 0 && i < a->n_queues; i++)
 		if (a->queues[i].limit > 0)
@@ -176,6 +202,39 @@ static int claim_op(bus_store *s, void *arg)
 		a->n = 0;
 	}
 	return rc;
+}
+
+/* After a lost connection: the jobs the claim took, if it committed. */
+static int claim_landed(bus_store *s, void *arg)
+{
+	struct claim_arg *a = arg;
+	struct my_conn *c = &s->conn;
+	if (a->lease_sent == 0)
+		return 0; /* nothing was taken */
+	MYSQL_STMT *st;
+	struct my_params p;
+	int rc = bus__my_prepare(c, &st, SL_CLAIM_READBACK, readback_build, 0);
+	if (rc != 0 || (rc = bus__my_params_init(&p, 3)) != 0)
+		return rc;
+	bus__my_p_time(&p, a->lease_sent);
+	bus__my_p_str(&p, a->token);
+	bus__my_p_str(&p, a->node);
+	rc = bus__my_exec(c, st, &p);
+	bus__my_params_free(&p);
+	bus_job *rows = NULL;
+	size_t n = 0;
+	if (rc == 0)
+		rc = bus__my_rows_fetch(c, st, a->limit, &rows, &n, NULL);
+	if (rc != 0 || n == 0)
+		return rc;
+	if (s->env.log != NULL)
+		s->env.log(s->env.log_udata, BUS_LOG_WARN,
+			   "mysql store: a claim of %zu jobs committed before "
+			   "the connection was lost; read back",
+			   n);
+	a->rows = rows;
+	a->n = n;
+	return 1;
 }
 
 /* The queues with each named once (its limits added up, which claims
@@ -230,8 +289,15 @@ int bus__my_claim(bus_store *s, int64_t now, const char *node,
 	rc = queues_merge(s, queues, n_queues, &merged, &n_merged);
 	if (rc != 0)
 		return rc;
-	struct claim_arg a = { now, lease_us, node, merged, n_merged, NULL, 0 };
-	rc = bus__my_run(s, "claiming jobs", claim_op, &a);
+	struct claim_arg a = { now,  lease_us, node, merged, n_merged,
+			       0,    NULL,	   0,	 "",	 0 };
+	for (size_t i = 0; i < n_merged; i++)
+		a.limit = a.limit > SIZE_MAX - merged[i].limit
+				  ? SIZE_MAX
+				  : a.limit + merged[i].limit;
+	bus__my_token(a.token);
+	rc = bus__my_run_checked(s, "claiming jobs", claim_op, claim_landed,
+				 &a);
 	free(merged);
 	if (rc == 0) {
 		*out = a.rows;

@@ -13,7 +13,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "mysql_store.h"
 
@@ -27,6 +32,12 @@ static const long lock_backoff_ms[LOCK_TRIES - 1] = { 5, 20, 50, 100, 200 };
  * how many times one call reconnects before it gives up. */
 static const long reconnect_ms[] = { 0, 100, 250, 500, 1000, 1500, 2000 };
 #define RECONNECT_CYCLES 2
+
+/* How long a new session waits for a lost one it killed to end. */
+#define LOST_END_WAIT_MS 5000
+#define LOST_END_POLL_MS 20
+/* The session lock: this prefix and the session's token (64 at most). */
+#define SESSION_LOCK_PREFIX "bus.session."
 
 /* Session settings every statement relies on: times are UTC (the
  * statements use UTC_TIMESTAMP; this is for the DATETIME defaults),
@@ -113,6 +124,11 @@ int bus__my_db_fail(struct my_conn *c)
 
 int bus__my_stmt_fail(struct my_conn *c, MYSQL_STMT *st)
 {
+	/* Some failures (a lock wait or a lost connection while rows are
+	 * fetched) are recorded in the connection, not in the statement. */
+	if (mysql_stmt_errno(st) == 0 && c->db != NULL &&
+	    mysql_errno(c->db) != 0)
+		return bus__my_db_fail(c);
 	return record(c, mysql_stmt_errno(st), mysql_stmt_error(st));
 }
 
@@ -213,9 +229,12 @@ int bus__my_begin(struct my_conn *c)
 
 int bus__my_commit(struct my_conn *c)
 {
-	c->in_tx = 0;
+	/* A COMMIT the server refused leaves the transaction open (in_tx
+	 * stays set): the retry wrapper rolls it back, or the next START
+	 * TRANSACTION would commit the half-done work. */
 	if (mysql_commit(c->db) != 0)
 		return bus__my_db_fail(c);
+	c->in_tx = 0;
 	return 0;
 }
 
@@ -224,6 +243,44 @@ void bus__my_rollback(struct my_conn *c)
 	if (c->db != NULL && c->in_tx)
 		mysql_rollback(c->db);
 	c->in_tx = 0;
+}
+
+static void sleep_ms(long ms);
+
+/* ---- Tokens ---- */
+
+void bus__my_token(char out[MY_TOKEN_LEN + 1])
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char rnd[10];
+	size_t got = 0;
+	while (got < sizeof rnd) {
+		ssize_t r = getrandom(rnd + got, sizeof rnd - got, 0);
+		if (r > 0)
+			got += (size_t)r;
+		else if (errno != EINTR)
+			break;
+	}
+	if (got < sizeof rnd) {
+		/* No kernel randomness: a seed of our own, still unique
+		 * enough beside the time and the address. */
+		static _Thread_local unsigned seed;
+		if (seed == 0)
+			seed = (unsigned)time(NULL) ^ (unsigned)getpid() ^
+			       (unsigned)(uintptr_t)&seed;
+		for (size_t i = got; i < sizeof rnd; i++)
+			rnd[i] = (unsigned char)rand_r(&seed);
+	}
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	uint64_t ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	for (int i = 11; i >= 0; i--, ms >>= 4)
+		out[i] = hex[ms & 15];
+	for (size_t i = 0; i < sizeof rnd; i++) {
+		out[12 + 2 * i] = hex[rnd[i] >> 4];
+		out[13 + 2 * i] = hex[rnd[i] & 15];
+	}
+	out[MY_TOKEN_LEN] = '\0';
 }
 
 /* ---- Connecting ---- */
@@ -282,6 +339,100 @@ static MYSQL *connect_init(const struct my_url *u)
 	return db;
 }
 
+/* TCP keepalive probes after `idle` s of silence, every idle/3 s (at
+ * least 1), 3 unanswered ending the connection: a peer that vanished
+ * without a reset is noticed even by a session that waits for nothing. */
+static void set_keepalive(MYSQL *db, unsigned idle)
+{
+	int fd = (int)mysql_get_socket(db);
+	if (idle == 0 || fd < 0)
+		return;
+	int on = 1, cnt = 3, intvl = idle / 3 > 0 ? (int)(idle / 3) : 1;
+	int secs = (int)idle;
+	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &secs, sizeof secs);
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+}
+
+static char *lock_get_build(const struct my_tables *t, size_t rows)
+{
+	return bus__my_sql(t, "SELECT GET_LOCK(?, 0)", NULL, NULL, rows);
+}
+
+static char *lock_owner_build(const struct my_tables *t, size_t rows)
+{
+	return bus__my_sql(t, "SELECT IS_USED_LOCK(?)", NULL, NULL, rows);
+}
+
+/* One BIGINT from a statement of one string parameter (NULL reads 0). */
+static int query_int(struct my_conn *c, int slot, my_sql_fn build,
+		     const char *param, long long *value)
+{
+	MYSQL_STMT *st;
+	struct my_params p;
+	size_t n = 0;
+	*value = 0;
+	int rc = bus__my_prepare(c, &st, slot, build, 0);
+	if (rc != 0 || (rc = bus__my_params_init(&p, 1)) != 0)
+		return rc;
+	bus__my_p_str(&p, param);
+	rc = bus__my_exec(c, st, &p);
+	bus__my_params_free(&p);
+	if (rc == 0)
+		rc = bus__my_ints_fetch(c, st, value, 1, &n);
+	return rc;
+}
+
+/* Takes the session lock of a fresh token. */
+static int session_lock(struct my_conn *c)
+{
+	char name[sizeof SESSION_LOCK_PREFIX + MY_TOKEN_LEN];
+	long long got;
+	bus__my_token(c->session_token);
+	snprintf(name, sizeof name, SESSION_LOCK_PREFIX "%s", c->session_token);
+	int rc = query_int(c, SL_SESSION_LOCK, lock_get_build, name, &got);
+	if (rc == 0 && got != 1)
+		rc = bus__my_fail(c, "could not take the session lock %s", name);
+	if (rc != 0)
+		c->session_token[0] = '\0';
+	return rc;
+}
+
+/* Ends the lost session (c->lost_token) for certain: kills it while it
+ * still holds its lock, and waits until it no longer does. */
+static int lost_session_end(struct my_conn *c)
+{
+	char name[sizeof SESSION_LOCK_PREFIX + MY_TOKEN_LEN];
+	snprintf(name, sizeof name, SESSION_LOCK_PREFIX "%s", c->lost_token);
+	int killed = 0;
+	for (long waited = 0;; waited += LOST_END_POLL_MS) {
+		long long owner;
+		int rc = query_int(c, SL_LOCK_OWNER, lock_owner_build, name,
+				   &owner);
+		if (rc != 0)
+			return rc;
+		if (owner <= 0) {
+			c->lost_token[0] = '\0';
+			return 0;
+		}
+		/* The lock names a random token only that session took, so
+		 * `owner` is that session and no other. */
+		if (!killed && mysql_kill(c->db, (unsigned long)owner) != 0 &&
+		    mysql_errno(c->db) != ER_NO_SUCH_THREAD)
+			return bus__my_db_fail(c);
+		killed = 1;
+		if (waited >= LOST_END_WAIT_MS)
+			return bus__my_fail(c,
+					    "a lost session (server thread "
+					    "%lld) was killed but has not "
+					    "ended after %d ms; its last write "
+					    "may still commit",
+					    owner, LOST_END_WAIT_MS);
+		sleep_ms(LOST_END_POLL_MS);
+	}
+}
+
 int bus__my_connect(bus_store *s)
 {
 	struct my_conn *c = &s->conn;
@@ -311,7 +462,12 @@ int bus__my_connect(bus_store *s)
 		return bus__my_fail(c, "ssl-mode=required, but the server "
 				       "does not offer TLS");
 	}
-	return 0;
+	if (u->socket == NULL)
+		set_keepalive(db, u->keepalive);
+	int rc = session_lock(c);
+	if (rc != 0)
+		bus__my_disconnect(s);
+	return rc;
 }
 
 void bus__my_disconnect(bus_store *s)
@@ -327,7 +483,7 @@ void bus__my_disconnect(bus_store *s)
 
 /* ---- The retry wrapper ---- */
 
-enum fault { F_FATAL, F_LOCK, F_CONN, F_REPREPARE };
+enum fault { FT_FATAL, FT_LOCK, FT_CONN, FT_REPREPARE };
 
 static enum fault classify(unsigned e)
 {
@@ -335,7 +491,7 @@ static enum fault classify(unsigned e)
 	/* ER_CHECKREAD: a conflict under MariaDB's snapshot isolation. */
 	case ER_LOCK_DEADLOCK:
 	case ER_LOCK_WAIT_TIMEOUT:
-	case ER_CHECKREAD: return F_LOCK;
+	case ER_CHECKREAD: return FT_LOCK;
 	case CR_CONNECTION_ERROR:
 	case CR_CONN_HOST_ERROR:
 	case CR_SERVER_GONE_ERROR:
@@ -349,10 +505,10 @@ static enum fault classify(unsigned e)
 	case ER_NET_READ_INTERRUPTED:
 	case ER_NET_ERROR_ON_WRITE:
 	case ER_NET_WRITE_INTERRUPTED:
-	case 4031: return F_CONN; /* MySQL 8: closed for inactivity */
+	case 4031: return FT_CONN; /* MySQL 8: closed for inactivity */
 	case ER_NEED_REPREPARE:
-	case ER_UNKNOWN_STMT_HANDLER: return F_REPREPARE;
-	default: return F_FATAL;
+	case ER_UNKNOWN_STMT_HANDLER: return FT_REPREPARE;
+	default: return FT_FATAL;
 	}
 }
 
@@ -367,6 +523,8 @@ static long jitter_ms(long ms)
 
 static void sleep_ms(long ms)
 {
+	if (ms <= 0)
+		return;
 	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
 	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
 		;
@@ -401,18 +559,41 @@ int bus__my_report(const bus_store *s, const struct my_conn *c,
 			    what, c->err_msg, c->err_no);
 }
 
+static int64_t monotonic_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /* Connects, trying again for a few seconds while the server cannot be
- * reached (a restart, a fail-over). */
+ * reached (a restart, a fail-over). No attempt starts after the pauses'
+ * total has passed, so that an unreachable server (each attempt waiting
+ * up to connect-timeout) ends the call in bounded time; once a window has
+ * passed in vain, calls try once until the server answers again. */
 static int reconnect(bus_store *s)
 {
 	int rc = MY_ERR_DB;
+	if (s->conn.unreachable) {
+		rc = bus__my_connect(s);
+		if (rc == 0)
+			s->conn.unreachable = 0;
+		return rc;
+	}
+	long window = 0;
+	for (size_t i = 0; i < sizeof reconnect_ms / sizeof *reconnect_ms; i++)
+		window += reconnect_ms[i];
+	int64_t start = monotonic_ms();
 	for (size_t i = 0; i < sizeof reconnect_ms / sizeof *reconnect_ms;
 	     i++) {
+		if (i > 0 && monotonic_ms() - start >= window)
+			break;
 		sleep_ms(reconnect_ms[i]);
 		rc = bus__my_connect(s);
-		if (rc != MY_ERR_DB || classify(s->conn.err_no) != F_CONN)
+		if (rc != MY_ERR_DB || classify(s->conn.err_no) != FT_CONN)
 			return rc;
 	}
+	s->conn.unreachable = 1;
 	return rc;
 }
 
@@ -421,7 +602,12 @@ static int reconnect(bus_store *s)
 static void recover(bus_store *s, int rc)
 {
 	struct my_conn *c = &s->conn;
-	if (rc == MY_ERR_DB && classify(c->err_no) == F_CONN) {
+	if (rc == MY_ERR_DB && classify(c->err_no) == FT_CONN) {
+		/* What this session sent may still commit until the server
+		 * has ended it: the next session makes sure it has. */
+		if (c->db != NULL && c->lost_token[0] == '\0')
+			memcpy(c->lost_token, c->session_token,
+			       sizeof c->lost_token);
 		bus__my_disconnect(s);
 		return;
 	}
@@ -432,8 +618,16 @@ static void recover(bus_store *s, int rc)
 
 int bus__my_run(bus_store *s, const char *what, my_op_fn fn, void *arg)
 {
+	return bus__my_run_checked(s, what, fn, NULL, arg);
+}
+
+int bus__my_run_checked(bus_store *s, const char *what, my_op_fn fn,
+			my_op_fn landed, void *arg)
+{
 	struct my_conn *c = &s->conn;
 	int lock_tries = 1, cycles = 0, reprepared = 0;
+	/* fn lost its connection: whether its write landed is not known. */
+	int in_doubt = 0;
 	bus__my_thread_enter();
 	for (;;) {
 		int connecting = c->db == NULL, rc = 0;
@@ -441,6 +635,19 @@ int bus__my_run(bus_store *s, const char *what, my_op_fn fn, void *arg)
 			rc = reconnect(s);
 		if (rc == 0) {
 			connecting = 0;
+			if (c->lost_token[0] != '\0')
+				rc = lost_session_end(c);
+		}
+		if (rc == 0 && in_doubt && landed != NULL) {
+			rc = landed(s, arg);
+			if (rc == 1)
+				return 0;
+			if (rc == 0)
+				in_doubt = 0;
+		}
+		int ran = 0;
+		if (rc == 0) {
+			ran = 1;
 			rc = fn(s, arg);
 		}
 		if (rc == 0)
@@ -453,30 +660,40 @@ int bus__my_run(bus_store *s, const char *what, my_op_fn fn, void *arg)
 		if (rc != MY_ERR_DB)
 			return rc; /* reported, and not the server's */
 		enum fault f = classify(c->err_no);
+		if (ran && f == FT_CONN)
+			in_doubt = 1;
 		if (connecting) {
 			char buf[200];
 			snprintf(buf, sizeof buf,
 				 "%s: cannot connect to the server", what);
 			return bus__my_report(s, c, buf);
 		}
-		if (f == F_LOCK && lock_tries < LOCK_TRIES) {
+		if (f == FT_LOCK && lock_tries < LOCK_TRIES) {
 			log_at(s, BUS_LOG_DEBUG,
 			       "mysql store: %s: %s; trying again", what,
 			       c->err_msg);
 			sleep_ms(jitter_ms(lock_backoff_ms[lock_tries++ - 1]));
 			continue;
 		}
-		if (f == F_REPREPARE && !reprepared) {
+		if (f == FT_REPREPARE && !reprepared) {
 			reprepared = 1;
 			bus__my_stmts_close(c);
 			continue;
 		}
-		if (f == F_CONN && cycles++ < RECONNECT_CYCLES) {
+		if (f == FT_CONN && cycles++ < RECONNECT_CYCLES) {
 			log_at(s, BUS_LOG_WARN,
 			       "mysql store: %s: %s (MySQL error %u); "
 			       "reconnecting",
 			       what, c->err_msg, c->err_no);
 			continue;
+		}
+		if (in_doubt) {
+			char buf[200];
+			snprintf(buf, sizeof buf,
+				 "%s (the connection was lost; the change "
+				 "may have been applied)",
+				 what);
+			return bus__my_report(s, c, buf);
 		}
 		return bus__my_report(s, c, what);
 	}

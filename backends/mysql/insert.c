@@ -14,6 +14,16 @@
  *
  * Batch order is kept: ids grow in the order of the jobs, and a later job
  * of a batch sees the earlier ones.
+ *
+ * A lost connection must not insert a batch twice: each call draws an
+ * insert token, and each row it inserts carries it with the row's place
+ * in the batch (insert_token, insert_seq: a unique index). After a lost
+ * connection the retry wrapper ends the lost session and asks
+ * insert_landed: rows with the token mean the batch committed (it is one
+ * transaction, or one statement), and their ids are the results; the
+ * jobs of the batch without a row are unique jobs that met an existing
+ * one, whose upserts are run again (they change nothing twice). No row
+ * means it did not commit, and it runs again.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -22,15 +32,16 @@
 
 #define COLS                                                                   \
 	"inserted_at, scheduled_at, state, kind, handler, queue, priority, "   \
-	"payload, meta, tags, max_attempts, timeout_ms, unique_states, errors"
+	"payload, meta, tags, max_attempts, timeout_ms, unique_states, "       \
+	"insert_token, insert_seq, errors"
 /* inserted_at is now, scheduled_at the given time or now + delay, state
  * follows from the two (a value list may use the columns set before). */
 #define VALUES                                                                 \
 	"COALESCE(?, UTC_TIMESTAMP(6)), "                                      \
 	"COALESCE(?, inserted_at + INTERVAL ? MICROSECOND), "                  \
 	"IF(scheduled_at <= inserted_at, 0, 1), "                              \
-	"?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '[]'"
-#define ROW_PARAMS 13
+	"?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '[]'"
+#define ROW_PARAMS 15
 
 /* Assignments run left to right, each seeing those before: the masks test
  * the state the job had, and the state moves with the new scheduled_at. */
@@ -81,6 +92,14 @@ static char *state_build(const struct my_tables *t, size_t rows)
 {
 	return bus__my_sql(t, "SELECT state FROM bus_jobs WHERE id = ?", NULL,
 			   NULL, rows);
+}
+
+static char *readback_build(const struct my_tables *t, size_t rows)
+{
+	return bus__my_sql(t,
+			   "SELECT insert_seq, id FROM bus_jobs "
+			   "WHERE insert_token = ?",
+			   NULL, NULL, rows);
 }
 
 static char *now_build(const struct my_tables *t, size_t rows)
@@ -224,8 +243,21 @@ static int plan_make(const bus_store_env *env, struct plan *p,
 
 /* ---- Running it ---- */
 
+/* What the rows of one call are marked with: its token (NULL: none, in
+ * the outbox) and each job's place in the batch as first given
+ * (seqs[i], or i when seqs is NULL). */
+struct mark {
+	const char *token;
+	const int *seqs;
+};
+
+static int seq_of(const struct mark *m, size_t i)
+{
+	return m->seqs != NULL ? m->seqs[i] : (int)i;
+}
+
 static void bind_row(struct my_params *p, int64_t now,
-		     const bus_store_new_job *j)
+		     const bus_store_new_job *j, const struct mark *m, size_t i)
 {
 	bus__my_p_time(p, now);
 	bus__my_p_time(p, j->scheduled_at);
@@ -240,10 +272,15 @@ static void bind_row(struct my_params *p, int64_t now,
 	bus__my_p_ll(p, j->max_attempts);
 	bus__my_p_ll(p, j->timeout_ms);
 	bus__my_p_ll(p, j->unique_states);
+	bus__my_p_str(p, m->token);
+	if (m->token != NULL)
+		bus__my_p_ll(p, seq_of(m, i));
+	else
+		bus__my_p_null(p);
 }
 
 static int insert_rows(struct my_conn *c, int64_t now, const struct step *s,
-		       const bus_store_new_job *jobs,
+		       const bus_store_new_job *jobs, const struct mark *m,
 		       bus_enqueue_result *results)
 {
 	MYSQL_STMT *st;
@@ -253,7 +290,7 @@ static int insert_rows(struct my_conn *c, int64_t now, const struct step *s,
 	if (rc != 0 || (rc = bus__my_params_init(&p, s->count * ROW_PARAMS)))
 		return rc;
 	for (size_t k = 0; k < s->count; k++)
-		bind_row(&p, now, &jobs[s->first + k]);
+		bind_row(&p, now, &jobs[s->first + k], m, s->first + k);
 	rc = bus__my_exec(c, st, &p);
 	bus__my_params_free(&p);
 	if (rc != 0)
@@ -312,14 +349,14 @@ static int unchanged_status(struct my_conn *c, const bus_store_new_job *j,
 }
 
 static int upsert(struct my_conn *c, int64_t now, const bus_store_new_job *j,
-		  bus_enqueue_result *res)
+		  const struct mark *m, size_t i, bus_enqueue_result *res)
 {
 	MYSQL_STMT *st;
 	struct my_params p;
 	int rc = bus__my_prepare(c, &st, SL_UPSERT, upsert_build, 1);
 	if (rc != 0 || (rc = bus__my_params_init(&p, UPSERT_PARAMS)) != 0)
 		return rc;
-	bind_row(&p, now, j);
+	bind_row(&p, now, j, m, i);
 	bus__my_p_str(&p, j->unique_key);
 	for (size_t f = 0; f < sizeof replace_fields / sizeof *replace_fields;
 	     f++)
@@ -365,7 +402,7 @@ static int server_now(struct my_conn *c, int64_t *now)
  * more than one statement. */
 static int insert_on(const bus_store_env *env, struct my_conn *c, int own_tx,
 		     int64_t now, const bus_store_new_job *jobs, size_t n,
-		     bus_enqueue_result *results)
+		     const struct mark *m, bus_enqueue_result *results)
 {
 	struct plan plan;
 	int rc = bus__my_session_read(c);
@@ -381,8 +418,9 @@ static int insert_on(const bus_store_env *env, struct my_conn *c, int own_tx,
 	for (size_t i = 0; rc == 0 && i < plan.n; i++) {
 		const struct step *s = &plan.steps[i];
 		rc = s->bucket < 0
-			 ? upsert(c, now, &jobs[s->first], &results[s->first])
-			 : insert_rows(c, now, s, jobs, results);
+			 ? upsert(c, now, &jobs[s->first], m, s->first,
+				  &results[s->first])
+			 : insert_rows(c, now, s, jobs, m, results);
 	}
 	if (rc == 0 && c->in_tx)
 		rc = bus__my_commit(c);
@@ -395,13 +433,113 @@ struct insert_arg {
 	const bus_store_new_job *jobs;
 	size_t n;
 	bus_enqueue_result *results;
+	char token[MY_TOKEN_LEN + 1];
 };
 
 static int insert_op(bus_store *s, void *arg)
 {
 	struct insert_arg *a = arg;
-	return insert_on(&s->env, &s->conn, 1, a->now, a->jobs, a->n,
+	struct mark m = { a->token, NULL };
+	return insert_on(&s->env, &s->conn, 1, a->now, a->jobs, a->n, &m,
 			 a->results);
+}
+
+/* Reads (insert_seq, id) of the rows with the call's token into
+ * found[seq] (0: no row). */
+static int readback(struct my_conn *c, const char *token, int64_t *found,
+		    size_t n, size_t *n_found)
+{
+	MYSQL_STMT *st;
+	struct my_params p;
+	*n_found = 0;
+	int rc = bus__my_prepare(c, &st, SL_INSERT_READBACK, readback_build, 0);
+	if (rc != 0 || (rc = bus__my_params_init(&p, 1)) != 0)
+		return rc;
+	bus__my_p_str(&p, token);
+	rc = bus__my_exec(c, st, &p);
+	bus__my_params_free(&p);
+	if (rc != 0)
+		return rc;
+	long long v[2] = { 0, 0 };
+	MYSQL_BIND b[2];
+	memset(b, 0, sizeof b);
+	for (int i = 0; i < 2; i++) {
+		b[i].buffer_type = MYSQL_TYPE_LONGLONG;
+		b[i].buffer = &v[i];
+	}
+	if (mysql_stmt_bind_result(st, b) != 0)
+		return bus__my_stmt_fail(c, st);
+	int f;
+	while ((f = mysql_stmt_fetch(st)) == 0 || f == MYSQL_DATA_TRUNCATED) {
+		if (v[0] < 0 || (size_t)v[0] >= n || v[1] <= 0)
+			continue; /* not ours to know: ignored */
+		if (found[v[0]] == 0)
+			(*n_found)++;
+		found[v[0]] = v[1];
+	}
+	if (f != MYSQL_NO_DATA) {
+		rc = bus__my_stmt_fail(c, st);
+		mysql_stmt_free_result(st);
+		return rc;
+	}
+	mysql_stmt_free_result(st);
+	return 0;
+}
+
+/* After a lost connection: whether the batch committed (1, results
+ * filled in), or not (0). */
+static int insert_landed(bus_store *s, void *arg)
+{
+	struct insert_arg *a = arg;
+	struct my_conn *c = &s->conn;
+	int64_t *found = calloc(a->n, sizeof *found);
+	if (found == NULL)
+		return MY_ERR_NOMEM;
+	size_t n_found = 0;
+	int rc = readback(c, a->token, found, a->n, &n_found);
+	if (rc != 0 || n_found == 0) {
+		free(found);
+		return rc;
+	}
+	/* Committed. The jobs without a row met an existing unique job:
+	 * their upserts run again, with the same token and places. */
+	size_t n_again = a->n - n_found, k = 0;
+	bus_store_new_job *again = NULL;
+	bus_enqueue_result *again_res = NULL;
+	int *seqs = NULL;
+	if (n_again > 0) {
+		again = calloc(n_again, sizeof *again);
+		again_res = calloc(n_again, sizeof *again_res);
+		seqs = calloc(n_again, sizeof *seqs);
+		if (again == NULL || again_res == NULL || seqs == NULL)
+			rc = MY_ERR_NOMEM;
+	}
+	for (size_t i = 0; rc == 0 && i < a->n; i++) {
+		if (found[i] != 0) {
+			a->results[i].id = found[i];
+			a->results[i].status = BUS_INSERTED;
+		} else if (a->jobs[i].unique_key == NULL) {
+			rc = bus__my_fail(c,
+					  "after a lost connection, job %zu of "
+					  "a batch that committed has no row",
+					  i);
+		} else {
+			again[k] = a->jobs[i];
+			seqs[k++] = (int)i;
+		}
+	}
+	if (rc == 0 && n_again > 0) {
+		struct mark m = { a->token, seqs };
+		rc = insert_on(&s->env, c, 1, a->now, again, n_again, &m,
+			       again_res);
+		for (size_t j = 0; rc == 0 && j < n_again; j++)
+			a->results[seqs[j]] = again_res[j];
+	}
+	free(again);
+	free(again_res);
+	free(seqs);
+	free(found);
+	return rc == 0 ? 1 : rc;
 }
 
 int bus__my_insert(bus_store *s, int64_t now, const bus_store_new_job *jobs,
@@ -414,8 +552,23 @@ int bus__my_insert(bus_store *s, int64_t now, const bus_store_new_job *jobs,
 		rc = batch_check(&s->env, now, jobs, n, results);
 	if (rc != 0)
 		return rc;
-	struct insert_arg a = { now, jobs, n, results };
-	return bus__my_run(s, "inserting jobs", insert_op, &a);
+	struct insert_arg a = { now, jobs, n, results, "" };
+	bus__my_token(a.token);
+	return bus__my_run_checked(s, "inserting jobs", insert_op,
+				   insert_landed, &a);
+}
+
+/* ---- The server's clock ---- */
+
+static int now_op(bus_store *s, void *arg)
+{
+	return server_now(&s->conn, arg);
+}
+
+int bus__my_now(bus_store *s, int64_t *out)
+{
+	*out = 0;
+	return bus__my_run(s, "reading the server's clock", now_op, out);
 }
 
 /* ---- The outbox ---- */
@@ -492,7 +645,8 @@ int bus__my_insert_tx(bus_store *s, void *tx, int64_t now,
 		c.max_packet = s->tx_session.max_packet;
 		c.session_read = 1;
 	}
-	rc = insert_on(&s->env, &c, 0, now, jobs, n, results);
+	struct mark m = { NULL, NULL };
+	rc = insert_on(&s->env, &c, 0, now, jobs, n, &m, results);
 	bus__my_stmts_close(&c);
 	if (c.session_read) {
 		s->tx_session.db = tx;

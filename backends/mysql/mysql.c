@@ -105,11 +105,12 @@ static const struct bus_store_ops my_ops = {
 	/* No push wake-up: MySQL has no LISTEN; workers poll. */
 	.listen = NULL,
 	.wait_jobs = NULL,
+	.now = bus__my_now,
 };
 
 const struct bus_store_ops *bus_backend_entry(uint32_t core_abi)
 {
 	/* Operations are only appended: any core of ABI 1 or later reads
-	 * a prefix of these. */
+	 * a prefix of these (this is ABI 5). */
 	return core_abi >= 1 ? &my_ops : NULL;
 }

@@ -55,7 +55,11 @@ struct my_url {
 	char *socket; /* ?socket=/path */
 	enum my_ssl_mode ssl_mode;
 	char *ssl_ca, *ssl_capath, *ssl_cert, *ssl_key;
-	unsigned connect_timeout, read_timeout, write_timeout; /* s; 0 none */
+	/* Seconds; 0 none. A read or write that waits longer fails as a
+	 * lost connection (and is retried like one): a network that drops
+	 * packets silently cannot hang a call. keepalive: TCP keepalive
+	 * probes after that many idle seconds. */
+	unsigned connect_timeout, read_timeout, write_timeout, keepalive;
 	char prefix[MY_PREFIX_MAX + 1]; /* [a-z0-9_]*, "bus_" by default */
 };
 
@@ -117,6 +121,10 @@ enum my_slot {
 	SL_VERSION,
 	SL_LOCK,
 	SL_UNLOCK,
+	SL_SESSION_LOCK,
+	SL_LOCK_OWNER,
+	SL_INSERT_READBACK,
+	SL_CLAIM_READBACK,
 	SL_COUNT
 };
 
@@ -128,9 +136,23 @@ extern const size_t bus__my_bucket_rows[MY_BUCKETS];
  * largest when none does. */
 int bus__my_bucket(size_t n);
 
+/* A token: 32 lowercase hex digits (128 bits) and a NUL. */
+#define MY_TOKEN_LEN 32
+/* A fresh token: the time in milliseconds (12 digits, so that tokens
+ * made one after another sort together in an index), then 80 random
+ * bits. */
+void bus__my_token(char out[MY_TOKEN_LEN + 1]);
+
 /* One connection and the statements prepared on it. */
 struct my_conn {
 	MYSQL *db; /* NULL while disconnected */
+	/* The session holds the user lock "bus.session.<token>" while it
+	 * lives, so that after a lost connection the next session can find
+	 * it (IS_USED_LOCK), end it, and know that it has ended. */
+	char session_token[MY_TOKEN_LEN + 1];
+	/* The token of a lost session not yet known to have ended ("" when
+	 * none): a write it sent may still commit until it has. */
+	char lost_token[MY_TOKEN_LEN + 1];
 	MYSQL_STMT *stmt[SL_COUNT];
 	const struct my_tables *tables;
 	/* Per session: INSERTs of several rows number them this far apart;
@@ -138,6 +160,10 @@ struct my_conn {
 	unsigned long auto_inc_step, max_packet;
 	int session_read;
 	int in_tx; /* a transaction begun here is open */
+	/* The last reconnect gave up: the next one tries once, not for the
+	 * whole window, until a connection succeeds (so that a dead network
+	 * does not cost every call the full window). */
+	int unreachable;
 	/* The last error (MY_ERR_DB). */
 	unsigned err_no;
 	char err_msg[400];
@@ -201,9 +227,20 @@ const char *bus__my_where(const bus_store *s, char *buf, size_t size);
  * and runs it again. fn must start from scratch each time and undo its
  * own allocations when it fails. A database error that remains is
  * reported as BUS_EBACKEND naming `what`.
+ *
+ * A lost connection leaves a write in doubt: its COMMIT may have reached
+ * the server. Before anything runs again, the new session ends the lost
+ * one for certain (it finds it by its session lock, kills it and waits
+ * until the lock is free), so that nothing it sent can still commit; then
+ * fn is re-run only when `landed` is NULL or says the write did not land.
+ * landed(s, arg) reads back what the write left (by a token fn wrote with
+ * it): 1 when it landed, with fn's results filled in from what it read;
+ * 0 when it did not; or MY_ERR_DB / MY_ERR_NOMEM.
  */
 typedef int (*my_op_fn)(bus_store *s, void *arg);
 int bus__my_run(bus_store *s, const char *what, my_op_fn fn, void *arg);
+int bus__my_run_checked(bus_store *s, const char *what, my_op_fn fn,
+			my_op_fn landed, void *arg);
 
 /* Reports a recorded database error of `c` as BUS_EBACKEND. */
 int bus__my_report(const bus_store *s, const struct my_conn *c,
@@ -286,6 +323,8 @@ int bus__my_insert(bus_store *s, int64_t now, const bus_store_new_job *jobs,
 int bus__my_insert_tx(bus_store *s, void *tx, int64_t now,
 		      const bus_store_new_job *jobs, size_t n,
 		      bus_enqueue_result *results);
+/* The server's clock (UTC_TIMESTAMP(6)). */
+int bus__my_now(bus_store *s, int64_t *out);
 
 int bus__my_claim(bus_store *s, int64_t now, const char *node, int64_t lease_us,
 		  const bus_store_claim *queues, size_t n_queues, bus_job **out,

@@ -1,8 +1,12 @@
 /*
  * Statement texts. They are written with the default table names, which
  * are swapped for those of the URL's table prefix (validated as
- * [a-z0-9_]*, so a name can be pasted: it is not a value). A statement
- * for a batch lists its rows of parameters "{rows}" times.
+ * [a-z0-9_]+, so a name can be pasted: it is not a value). The name is
+ * put in as a quoted identifier (`1e1jobs`: unquoted, a prefix of digits
+ * could read as a number), except where the text quotes it already
+ * (after a backtick) or names it in a string literal (information_schema
+ * lookups, a statement built as a string). A statement for a batch lists
+ * its rows of parameters "{rows}" times.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,10 +79,18 @@ char *bus__my_sql(const struct my_tables *t, const char *sql, const char *group,
 {
 	struct sbuf b = { NULL, 0, 0, 0 };
 	const char *s = sql, *plain = sql;
+	int in_string = 0;
 	while (*s != '\0') {
 		size_t len;
 		const char *name = table_at(t, sql, s, &len);
-		if (name == NULL && strncmp(s, "{rows}", 6) == 0) {
+		if (!in_string && s[0] == '-' && s[1] == '-' &&
+		    (s[2] == ' ' || s[2] == '\t' || s[2] == '\n')) {
+			/* A comment, whose apostrophes open no string. */
+			s += strcspn(s, "\n");
+		} else if (*s == '\'') {
+			in_string = !in_string;
+			s++;
+		} else if (name == NULL && strncmp(s, "{rows}", 6) == 0) {
 			put(&b, plain, (size_t)(s - plain));
 			for (size_t i = 0; i < n; i++) {
 				if (i > 0)
@@ -88,8 +100,13 @@ char *bus__my_sql(const struct my_tables *t, const char *sql, const char *group,
 			s += 6;
 			plain = s;
 		} else if (name != NULL) {
+			int quote = !in_string && !(s > sql && s[-1] == '`');
 			put(&b, plain, (size_t)(s - plain));
+			if (quote)
+				put(&b, "`", 1);
 			put(&b, name, strlen(name));
+			if (quote)
+				put(&b, "`", 1);
 			s += len;
 			plain = s;
 		} else {

@@ -83,6 +83,43 @@ START_TEST(each_open_is_a_connection_to_the_same_store)
 }
 END_TEST
 
+/* A prefix that, unquoted, would read as a number (1e1jobs: the number
+ * 1e1, then jobs) works: every table name is a quoted identifier. */
+START_TEST(a_prefix_that_reads_as_a_number_works)
+{
+	char u[1100];
+	snprintf(u, sizeof u, "%s&table-prefix=1e1", url);
+	bus_store *s = NULL;
+	ck_assert_msg(ops->open(&s, u, &store_env) == 0, "open: %s",
+		      bus_error_last()->message);
+	ck_assert_msg(ops->migrate(s) == 0, "migrate: %s",
+		      bus_error_last()->message);
+	ck_assert_msg(ops->schema_check(s) == 0, "schema_check: %s",
+		      bus_error_last()->message);
+	bus_store_new_job j = job_in("one.e.one", 0, 0);
+	bus_enqueue_result r;
+	ck_assert_msg(ops->insert(s, 0, &j, 1, &r) == 0, "insert: %s",
+		      bus_error_last()->message);
+	bus_store_claim q = { "one.e.one", 10 };
+	bus_job *rows = NULL;
+	size_t n = 0;
+	ck_assert_msg(ops->claim(s, 0, "node", 1000000, &q, 1, &rows, &n) ==
+			      0,
+		      "claim: %s", bus_error_last()->message);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_int_eq(rows[0].id, r.id);
+	bus__my_rows_free(rows, n);
+	bus_job_count *counts = NULL;
+	ck_assert_int_eq(ops->counts(s, &counts, &n), 0);
+	free(counts);
+	const char *drop = "DROP TABLE `1e1jobs`, `1e1queues`, "
+			   "`1e1schema_version`";
+	ck_assert_msg(mysql_query(s->conn.db, drop) == 0, "%s: %s", drop,
+		      mysql_error(s->conn.db));
+	ops->close(s);
+}
+END_TEST
+
 static Suite *store_mysql_suite(void)
 {
 	/* A connection per thread: one MYSQL handle is not for two. */
@@ -99,6 +136,7 @@ static Suite *store_mysql_suite(void)
 	tcase_add_test(tc, ops_describe_a_store_of_its_own);
 	tcase_add_test(tc, open_rejects_bad_urls_without_showing_the_password);
 	tcase_add_test(tc, each_open_is_a_connection_to_the_same_store);
+	tcase_add_test(tc, a_prefix_that_reads_as_a_number_works);
 	store_cases_add(tc, &fixture);
 	suite_add_tcase(s, tc);
 	return s;

@@ -62,7 +62,11 @@ START_TEST(parts_and_defaults)
 	ck_assert_str_eq(u.prefix, "bus_");
 	ck_assert_int_eq(u.ssl_mode, MY_SSL_PREFERRED);
 	ck_assert_uint_eq(u.connect_timeout, 10);
-	ck_assert_uint_eq(u.read_timeout, 0);
+	/* A silent network cannot hang a call: timeouts and keepalive
+	 * are on by default. */
+	ck_assert_uint_eq(u.read_timeout, 60);
+	ck_assert_uint_eq(u.write_timeout, 60);
+	ck_assert_uint_eq(u.keepalive, 30);
 	bus__my_url_free(&u);
 
 	u = parse_ok("mariadb://h/d");
@@ -114,7 +118,7 @@ START_TEST(options)
 	struct my_url u = parse_ok(
 		"mysql://u:p@h/d?ssl-mode=VERIFY-IDENTITY&ssl_ca=/etc/ca.pem&"
 		"ssl-cert=/c&ssl-key=/k&connect-timeout=5&read-timeout=30&"
-		"write_timeout=0&table-prefix=app_bus_");
+		"write_timeout=0&keepalive=7&table-prefix=app_bus_");
 	ck_assert_int_eq(u.ssl_mode, MY_SSL_VERIFY_IDENTITY);
 	ck_assert_str_eq(u.ssl_ca, "/etc/ca.pem");
 	ck_assert_str_eq(u.ssl_cert, "/c");
@@ -122,14 +126,15 @@ START_TEST(options)
 	ck_assert_uint_eq(u.connect_timeout, 5);
 	ck_assert_uint_eq(u.read_timeout, 30);
 	ck_assert_uint_eq(u.write_timeout, 0);
+	ck_assert_uint_eq(u.keepalive, 7);
 	ck_assert_str_eq(u.prefix, "app_bus_");
 	bus__my_url_free(&u);
 
-	u = parse_ok("mysql://u@/d?socket=/tmp/s&table-prefix=&ssl-mode="
+	u = parse_ok("mysql://u@/d?socket=/tmp/s&table-prefix=1e1&ssl-mode="
 		     "disabled");
 	ck_assert_ptr_null(u.host);
 	ck_assert_str_eq(u.socket, "/tmp/s");
-	ck_assert_str_eq(u.prefix, "");
+	ck_assert_str_eq(u.prefix, "1e1");
 	ck_assert_int_eq(u.ssl_mode, MY_SSL_DISABLED);
 	bus__my_url_free(&u);
 	u = parse_ok("mysql://u@localhost/d?socket=/tmp/s");
@@ -148,6 +153,8 @@ START_TEST(options)
 	parse_bad("mysql://u:SECRET@h/d?table-prefix=Bus",
 		  "table-prefix 'Bus'");
 	parse_bad("mysql://u:SECRET@h/d?table-prefix=a-b", "table-prefix");
+	parse_bad("mysql://u:SECRET@h/d?table-prefix=", "table-prefix is empty");
+	parse_bad("mysql://u:SECRET@h/d?keepalive=-1", "keepalive '-1'");
 	parse_bad("mysql://u:SECRET@h/d?table-prefix="
 		  "abcdefghijabcdefghijabcdefghijabc",
 		  "at most 32");

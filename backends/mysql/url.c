@@ -6,7 +6,14 @@
  * (mariadb:// is the same). User, password, database and option values
  * are percent-decoded. Options: socket, ssl-mode, ssl-ca, ssl-capath,
  * ssl-cert, ssl-key, connect-timeout, read-timeout, write-timeout,
- * table-prefix ('_' may stand for '-').
+ * keepalive, table-prefix ('_' may stand for '-').
+ *
+ * Timeouts are whole seconds, 0 for none. By default a connection attempt
+ * gives up after 10 s, and a read or a write on the connection after 60 s
+ * (longer than any lock wait the store makes: a statement waits 10 s for
+ * a row lock, a migration 30 s for another node's), and TCP keepalive
+ * probes start after 30 s of silence; so a network that stops passing
+ * packets ends a call as a lost connection instead of hanging it.
  *
  * No message shows the password, nor anything that could be a piece of
  * one: a password with an unencoded '/' or '?' ends the host part early
@@ -24,6 +31,8 @@
 #define DEFAULT_PORT 3306
 #define DEFAULT_PREFIX "bus_"
 #define DEFAULT_CONNECT_TIMEOUT 10
+#define DEFAULT_IO_TIMEOUT 60
+#define DEFAULT_KEEPALIVE 30
 #define TIMEOUT_MAX 86400
 #define DATABASE_MAX 64
 
@@ -256,6 +265,12 @@ static int set_timeout(unsigned *field, const char *value, const char *name,
 static int set_prefix(struct my_url *u, const char *value, error_fn error)
 {
 	size_t len = strlen(value);
+	if (len == 0)
+		return error(BUS_EINVAL,
+			     "mysql store: bad URL: table-prefix is empty: the "
+			     "tables would be named plain jobs, queues and "
+			     "schema_version; give a prefix (the default is "
+			     "bus_)");
 	int ok = len <= MY_PREFIX_MAX;
 	for (size_t i = 0; ok && i < len; i++)
 		ok = (value[i] >= 'a' && value[i] <= 'z') ||
@@ -291,13 +306,15 @@ static int set_option(struct my_url *u, const char *name, const char *value,
 		return set_timeout(&u->read_timeout, value, name, 0, error);
 	if (strcmp(name, "write-timeout") == 0)
 		return set_timeout(&u->write_timeout, value, name, 0, error);
+	if (strcmp(name, "keepalive") == 0)
+		return set_timeout(&u->keepalive, value, name, 0, error);
 	if (strcmp(name, "table-prefix") == 0)
 		return set_prefix(u, value, error);
 	return error(BUS_EINVAL,
 		     "mysql store: bad URL: unknown option '%.40s' (known: "
 		     "socket, ssl-mode, ssl-ca, ssl-capath, ssl-cert, "
 		     "ssl-key, connect-timeout, read-timeout, write-timeout, "
-		     "table-prefix)",
+		     "keepalive, table-prefix)",
 		     name);
 }
 
@@ -436,6 +453,9 @@ int bus__my_url_parse(struct my_url *out, const char *url, error_fn error)
 	if (url == NULL)
 		return error(BUS_EINVAL, "mysql store: the URL is NULL");
 	out->connect_timeout = DEFAULT_CONNECT_TIMEOUT;
+	out->read_timeout = DEFAULT_IO_TIMEOUT;
+	out->write_timeout = DEFAULT_IO_TIMEOUT;
+	out->keepalive = DEFAULT_KEEPALIVE;
 	memcpy(out->prefix, DEFAULT_PREFIX, sizeof DEFAULT_PREFIX);
 	int rc = parse(out, url, error);
 	if (rc != 0)

@@ -15,62 +15,61 @@
 #define LIST_LIMIT_DEFAULT 100
 
 static const char get_sql[] =
-	"SELECT " PG_JOB_COLS " FROM bus_jobs WHERE id = $1::int8";
+    "SELECT " PG_JOB_COLS " FROM bus_jobs WHERE id = $1::int8";
 
 static const char list_sql[] =
-	"SELECT " PG_JOB_COLS " FROM bus_jobs "
-	"WHERE id > $1::int8 AND ($2::int4 = 0 OR ($2::int4 >> state) & 1 = 1) "
-	"AND ($3::text IS NULL OR queue = $3::text) "
-	"AND ($4::text IS NULL OR kind = $4::text) "
-	"ORDER BY id LIMIT $5::int8";
+    "SELECT " PG_JOB_COLS " FROM bus_jobs "
+    "WHERE id > $1::int8 AND ($2::int4 = 0 OR ($2::int4 >> state) & 1 = 1) "
+    "AND ($3::text IS NULL OR queue = $3::text) "
+    "AND ($4::text IS NULL OR kind = $4::text) "
+    "ORDER BY id LIMIT $5::int8";
 
 /* Every SET expression reads the row as it was: an executing job only
  * records the request (once: a second cancel keeps the first time), the
  * others end cancelled. */
 static const char cancel_sql[] =
-	"UPDATE bus_jobs SET "
-	"cancel_requested_at = CASE WHEN state = 2 THEN "
-	"COALESCE(cancel_requested_at, COALESCE($1::timestamptz, now())) END, "
-	"finished_at = CASE WHEN state = 2 THEN NULL "
-	"ELSE COALESCE($1::timestamptz, now()) END, "
-	"lease_until = CASE WHEN state = 2 THEN lease_until END, "
-	"unique_key = CASE WHEN state = 2 OR unique_states & 32 <> 0 "
-	"THEN unique_key END, "
-	"state = CASE WHEN state = 2 THEN 2 ELSE 5 END "
-	"WHERE id = $2::int8 AND state IN (0, 1, 2, 3)";
+    "UPDATE bus_jobs SET "
+    "cancel_requested_at = CASE WHEN state = 2 THEN "
+    "COALESCE(cancel_requested_at, COALESCE($1::timestamptz, now())) END, "
+    "finished_at = CASE WHEN state = 2 THEN NULL "
+    "ELSE COALESCE($1::timestamptz, now()) END, "
+    "lease_until = CASE WHEN state = 2 THEN lease_until END, "
+    "unique_key = CASE WHEN state = 2 OR unique_states & 32 <> 0 "
+    "THEN unique_key END, "
+    "state = CASE WHEN state = 2 THEN 2 ELSE 5 END "
+    "WHERE id = $2::int8 AND state IN (0, 1, 2, 3)";
 
 /* A job already due keeps its scheduled_at: its place in line. */
 static const char retry_sql[] =
-	"UPDATE bus_jobs SET state = 0, "
-	"scheduled_at = CASE WHEN state IN (0, 1, 3) AND "
-	"scheduled_at <= COALESCE($1::timestamptz, now()) THEN scheduled_at "
-	"ELSE COALESCE($1::timestamptz, now()) END, "
-	"finished_at = NULL, lease_until = NULL, cancel_requested_at = NULL, "
-	"max_attempts = CASE WHEN attempt >= max_attempts THEN attempt + 1 "
-	"ELSE max_attempts END, "
-	"unique_key = CASE WHEN unique_states & 1 <> 0 THEN unique_key END "
-	"WHERE id = $2::int8 AND state <> 2";
+    "UPDATE bus_jobs SET state = 0, "
+    "scheduled_at = CASE WHEN state IN (0, 1, 3) AND "
+    "scheduled_at <= COALESCE($1::timestamptz, now()) THEN scheduled_at "
+    "ELSE COALESCE($1::timestamptz, now()) END, "
+    "finished_at = NULL, lease_until = NULL, cancel_requested_at = NULL, "
+    "max_attempts = CASE WHEN attempt >= max_attempts THEN attempt + 1 "
+    "ELSE max_attempts END, "
+    "unique_key = CASE WHEN unique_states & 1 <> 0 THEN unique_key END "
+    "WHERE id = $2::int8 AND state <> 2";
 
 static const char remove_sql[] =
-	"DELETE FROM bus_jobs WHERE id = $1::int8 AND state <> 2";
+    "DELETE FROM bus_jobs WHERE id = $1::int8 AND state <> 2";
 
 static const char state_sql[] =
-	"SELECT state FROM bus_jobs WHERE id = $1::int8";
+    "SELECT state FROM bus_jobs WHERE id = $1::int8";
 
 static const char pause_sql[] =
-	"INSERT INTO bus_queues (name, paused) VALUES ($1::text, $2::bool) "
-	"ON CONFLICT (name) DO UPDATE SET paused = EXCLUDED.paused";
+    "INSERT INTO bus_queues (name, paused) VALUES ($1::text, $2::bool) "
+    "ON CONFLICT (name) DO UPDATE SET paused = EXCLUDED.paused";
 
-static const char counts_sql[] =
-	"SELECT queue, state, count(*) FROM bus_jobs "
-	"GROUP BY queue, state ORDER BY queue, state";
+static const char counts_sql[] = "SELECT queue, state, count(*) FROM bus_jobs "
+				 "GROUP BY queue, state ORDER BY queue, state";
 
 /* finished_at is set only on finished jobs: the state test is a check. */
 static const char prune_sql[] =
-	"DELETE FROM bus_jobs WHERE id IN (SELECT id FROM bus_jobs "
-	"WHERE finished_at < COALESCE($1::timestamptz, now()) - "
-	"$2::int8 * interval '1 microsecond' AND state IN (4, 5, 6) "
-	"ORDER BY finished_at, id LIMIT $3::int8)";
+    "DELETE FROM bus_jobs WHERE id IN (SELECT id FROM bus_jobs "
+    "WHERE finished_at < COALESCE($1::timestamptz, now()) - "
+    "$2::int8 * interval '1 microsecond' AND state IN (4, 5, 6) "
+    "ORDER BY finished_at, id LIMIT $3::int8)";
 
 /* Runs the statement of `slot` with one job id as its last parameter
  * (after `now` when with_now). */
@@ -110,8 +109,8 @@ static int not_found(const bus_store *s, int64_t id)
 static const char *state_name(long long st)
 {
 	static const char *const names[BUS_JOB_STATE_COUNT] = {
-		"available", "scheduled", "executing", "retryable",
-		"completed", "cancelled", "discarded",
+	    "available", "scheduled", "executing", "retryable",
+	    "completed", "cancelled", "discarded",
 	};
 	return st >= 0 && st < BUS_JOB_STATE_COUNT ? names[st] : "unknown";
 }
@@ -145,7 +144,7 @@ static int get_op(bus_store *s, void *arg)
 int bus__pg_get(bus_store *s, int64_t id, bus_job **out)
 {
 	*out = NULL;
-	struct read_arg a = { id, NULL, NULL, 0 };
+	struct read_arg a = {id, NULL, NULL, 0};
 	int rc = bus__pg_run(s, "reading a job", get_op, &a);
 	if (rc != 0)
 		return rc;
@@ -185,7 +184,7 @@ int bus__pg_list(bus_store *s, const bus_job_filter *filter, bus_job **out,
 	static const bus_job_filter all = BUS_JOB_FILTER_INIT;
 	*out = NULL;
 	*n_out = 0;
-	struct read_arg a = { 0, filter ? filter : &all, NULL, 0 };
+	struct read_arg a = {0, filter ? filter : &all, NULL, 0};
 	int rc = bus__pg_run(s, "listing jobs", list_op, &a);
 	if (rc == 0) {
 		*out = a.rows;
@@ -212,9 +211,9 @@ static int change_op(bus_store *s, void *arg)
 		const char *sql;
 		int with_now;
 	} stmts[] = {
-		[CANCEL] = { SL_CANCEL, cancel_sql, 1 },
-		[RETRY] = { SL_RETRY, retry_sql, 1 },
-		[REMOVE] = { SL_REMOVE, remove_sql, 0 },
+	    [CANCEL] = {SL_CANCEL, cancel_sql, 1},
+	    [RETRY] = {SL_RETRY, retry_sql, 1},
+	    [REMOVE] = {SL_REMOVE, remove_sql, 0},
 	};
 	struct change_arg *a = arg;
 	PGresult *r = NULL;
@@ -246,7 +245,7 @@ static int change(bus_store *s, struct change_arg *a, const char *what,
 int bus__pg_cancel(bus_store *s, int64_t now, int64_t id)
 {
 	int rc = bus__pg_now_check(s, "cancel", now);
-	struct change_arg a = { CANCEL, now, id, -1, 0 };
+	struct change_arg a = {CANCEL, now, id, -1, 0};
 	if (rc == 0)
 		rc = change(s, &a, "cancelling a job", BUS_STATES_UNFINISHED);
 	if (rc != 0 || a.changed)
@@ -267,7 +266,7 @@ int bus__pg_cancel(bus_store *s, int64_t now, int64_t id)
 int bus__pg_retry(bus_store *s, int64_t now, int64_t id)
 {
 	int rc = bus__pg_now_check(s, "retry", now);
-	struct change_arg a = { RETRY, now, id, -1, 0 };
+	struct change_arg a = {RETRY, now, id, -1, 0};
 	unsigned applies = BUS_STATES_ALL & ~BUS_STATE_BIT(BUS_JOB_EXECUTING);
 	if (rc == 0)
 		rc = change(s, &a, "retrying a job", applies);
@@ -285,7 +284,7 @@ int bus__pg_retry(bus_store *s, int64_t now, int64_t id)
 
 int bus__pg_remove(bus_store *s, int64_t id)
 {
-	struct change_arg a = { REMOVE, 0, id, -1, 0 };
+	struct change_arg a = {REMOVE, 0, id, -1, 0};
 	unsigned applies = BUS_STATES_ALL & ~BUS_STATE_BIT(BUS_JOB_EXECUTING);
 	int rc = change(s, &a, "deleting a job", applies);
 	if (rc != 0 || a.changed)
@@ -329,7 +328,7 @@ int bus__pg_set_paused(bus_store *s, const char *queue, int paused)
 	if (queue == NULL)
 		return s->env.error(BUS_EINVAL, "postgres store: set_paused: "
 						"queue is NULL");
-	struct pause_arg a = { queue, paused };
+	struct pause_arg a = {queue, paused};
 	return bus__pg_run(s, paused ? "pausing a queue" : "resuming a queue",
 			   pause_op, &a);
 }
@@ -372,7 +371,7 @@ int bus__pg_counts(bus_store *s, bus_job_count **out, size_t *n_out)
 {
 	*out = NULL;
 	*n_out = 0;
-	struct counts_arg a = { NULL, 0 };
+	struct counts_arg a = {NULL, 0};
 	int rc = bus__pg_run(s, "counting jobs", counts_op, &a);
 	if (rc == 0) {
 		*out = a.c;
@@ -386,7 +385,7 @@ int bus__pg_counts(bus_store *s, bus_job_count **out, size_t *n_out)
 /* ---- paused queues ---- */
 
 static const char paused_sql[] =
-	"SELECT name FROM bus_queues WHERE paused ORDER BY name";
+    "SELECT name FROM bus_queues WHERE paused ORDER BY name";
 
 struct paused_arg {
 	bus_queue_info *q;
@@ -423,7 +422,7 @@ int bus__pg_paused_queues(bus_store *s, bus_queue_info **out, size_t *n_out)
 {
 	*out = NULL;
 	*n_out = 0;
-	struct paused_arg a = { NULL, 0 };
+	struct paused_arg a = {NULL, 0};
 	int rc = bus__pg_run(s, "listing paused queues", paused_op, &a);
 	if (rc == 0) {
 		*out = a.q;
@@ -432,6 +431,32 @@ int bus__pg_paused_queues(bus_store *s, bus_queue_info **out, size_t *n_out)
 		free(a.q);
 	}
 	return rc;
+}
+
+/* ---- the server's clock ---- */
+
+/* clock_timestamp(): the time now, not the start of this transaction. */
+static const char now_sql[] = "SELECT clock_timestamp()";
+
+static int now_op(bus_store *s, void *arg)
+{
+	int64_t *out = arg;
+	PGresult *r = NULL;
+	int rc = bus__pg_exec(&s->conn, SL_NOW, now_sql, NULL, &r);
+	if (rc != 0)
+		return rc;
+	*out = PQntuples(r) == 1 ? bus__pg_get_time(r, 0, 0) : 0;
+	PQclear(r);
+	if (*out == 0)
+		return bus__pg_fail(&s->conn, "the server's clock read as no "
+					      "time");
+	return 0;
+}
+
+int bus__pg_now(bus_store *s, int64_t *out)
+{
+	*out = 0;
+	return bus__pg_run(s, "reading the server's clock", now_op, out);
 }
 
 /* ---- prune ---- */
@@ -470,7 +495,7 @@ int bus__pg_prune(bus_store *s, int64_t now, int64_t age_us, size_t limit,
 	int rc = bus__pg_now_check(s, "prune", now);
 	if (rc != 0 || limit == 0)
 		return rc;
-	struct prune_arg a = { now, age_us, limit, 0 };
+	struct prune_arg a = {now, age_us, limit, 0};
 	rc = bus__pg_run(s, "pruning finished jobs", prune_op, &a);
 	if (rc == 0 && deleted != NULL)
 		*deleted = a.deleted;

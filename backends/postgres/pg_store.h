@@ -118,6 +118,7 @@ enum pg_slot {
 	SL_PRUNE,
 	SL_CANCEL_PENDING,
 	SL_PAUSED,
+	SL_NOW,
 	SL_COUNT
 };
 
@@ -325,6 +326,8 @@ int bus__pg_set_paused(bus_store *s, const char *queue, int paused);
 int bus__pg_counts(bus_store *s, bus_job_count **out, size_t *n_out);
 int bus__pg_paused_queues(bus_store *s, bus_queue_info **out,
 			  size_t *n_out);
+/* The server's clock (ABI 5): now(), in microseconds since the epoch. */
+int bus__pg_now(bus_store *s, int64_t *out);
 int bus__pg_prune(bus_store *s, int64_t now, int64_t age_us, size_t limit,
 		  int64_t *deleted);
 

@@ -93,6 +93,7 @@ static const struct bus_store_ops pg_ops = {
 	.paused_queues = bus__pg_paused_queues,
 	.listen = bus__pg_listen,
 	.wait_jobs = bus__pg_wait_jobs,
+	.now = bus__pg_now,
 };
 
 const struct bus_store_ops *bus_backend_entry(uint32_t core_abi)

@@ -33,8 +33,9 @@ extern "C" {
  * cancel_requested_at in bus_job, the finish rule below, cancel_pending);
  * retry keeps a due job's scheduled_at; claim returns rows in claim order.
  * 3: paused_queues (bus_queue_list).
- * 4: listen and wait_jobs (push wake-up, optional). */
-#define BUS_STORE_ABI_VERSION 4
+ * 4: listen and wait_jobs (push wake-up, optional).
+ * 5: the store's clock (now). */
+#define BUS_STORE_ABI_VERSION 5
 
 typedef struct bus_store bus_store; /* the backend's connection */
 
@@ -274,6 +275,14 @@ struct bus_store_ops {
 	 */
 	int (*listen)(bus_store *s, const char *const *queues, size_t n);
 	int (*wait_jobs)(bus_store *s, int timeout_ms);
+
+	/* ---- ABI 5 ---- */
+
+	/* The store's clock: the time (microseconds since the epoch) it
+	 * stamps with when an operation is given now = 0. The core reads it
+	 * where it must decide with the same time the store will store (a
+	 * unique period's bucket), since producers' clocks may be skewed. */
+	int (*now)(bus_store *s, int64_t *out);
 };
 
 /* The one symbol a backend exports. `core_abi` is the core's

@@ -267,7 +267,10 @@ typedef struct bus_publish_result {
 /*
  * Payloads are JSON text (NULL means JSON null). Invalid JSON is BUS_EINVAL
  * with the byte offset of the first error in bus_error_last(), and nothing
- * runs. Payloads over 16 MiB are BUS_EINVAL.
+ * runs. Payloads over 16 MiB are BUS_EINVAL, and so are arrays and objects
+ * nested more than 31 deep (MariaDB's JSON_VALID refuses 32, and every
+ * store gives the same answer: the limit applies to every payload, result
+ * and metadata, whatever the store).
  */
 
 /*

@@ -7,11 +7,14 @@
 -- does (see include/bus/backend.h). The column is set only while a job is
 -- executing. MySQL has no ADD COLUMN IF NOT EXISTS, so the ALTER runs only
 -- when the column is missing: the step may be applied again, by hand too.
+-- (A table name inside the statement's string is written in backticks:
+-- bus_migrate puts the prefix's name in as it stands there, and a prefix
+-- such as 1e1 needs the quotes.)
 
 SET @bus_step_002 = IF(EXISTS (SELECT 1 FROM information_schema.COLUMNS
 	WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'bus_jobs'
 	AND COLUMN_NAME = 'cancel_requested_at'), 'DO 0',
-	'ALTER TABLE bus_jobs ADD COLUMN cancel_requested_at DATETIME(6) NULL');
+	'ALTER TABLE `bus_jobs` ADD COLUMN cancel_requested_at DATETIME(6) NULL');
 PREPARE bus_step_002 FROM @bus_step_002;
 EXECUTE bus_step_002;
 DEALLOCATE PREPARE bus_step_002;

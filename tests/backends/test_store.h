@@ -142,6 +142,12 @@ static inline int test_cancel_pending(bus_store *s, const char *node,
 	return test_fail(s, "cancel_pending");
 }
 
+static inline int test_now(bus_store *s, int64_t *out)
+{
+	*out = 0;
+	return test_fail(s, "now");
+}
+
 /* An initializer for struct bus_store_ops with every operation but claim,
  * which is `claim_op` so that one plug-in can leave it out. */
 #define TEST_STORE_OPS(abi, store_name, claim_op)                              \
@@ -156,7 +162,7 @@ static inline int test_cancel_pending(bus_store *s, const char *node,
 		.remove = test_remove, .set_paused = test_set_paused,          \
 		.counts = test_counts, .prune = test_prune,                    \
 		.insert_tx = test_insert_tx,                                   \
-		.cancel_pending = test_cancel_pending,                         \
+		.cancel_pending = test_cancel_pending, .now = test_now,        \
 		/* No push wake-up (ABI 4, optional). */                       \
 		.listen = NULL, .wait_jobs = NULL,                             \
 	}

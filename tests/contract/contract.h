@@ -164,6 +164,7 @@ TCase *contract_replace(void);
 TCase *contract_rescue(void);
 TCase *contract_shutdown(void);
 TCase *contract_isolation(void);
+TCase *contract_children(void);
 TCase *contract_fanout(void);
 TCase *contract_admin(void);
 TCase *contract_prune(void);

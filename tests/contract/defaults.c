@@ -703,6 +703,9 @@ END_TEST
 TCase *contract_defaults(void)
 {
 	TCase *tc = contract_tcase("defaults");
+	/* At the defaults an SQL store's workers fork process-isolation
+	 * children (see contract_mysql.sh for what this tag does). */
+	tcase_set_tags(tc, "process");
 	tcase_add_test(tc, two_queue_worker_at_defaults_drains_10000_jobs);
 	tcase_add_test(tc, job_stored_through_the_bus_wakes_its_dry_queue);
 	tcase_add_test(

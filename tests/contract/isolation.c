@@ -204,6 +204,9 @@ END_TEST
 TCase *contract_isolation(void)
 {
 	TCase *tc = contract_tcase("isolation");
+	/* Forks process-isolation children (contract_mysql.sh leaves these
+	 * out under the sanitizers: see there). */
+	tcase_set_tags(tc, "process");
 	tcase_add_test(tc,
 		       process_isolation_sigsegv_is_retried_worker_survives);
 	tcase_add_test(tc, process_isolation_abort_is_recorded_as_sigabrt);

@@ -39,6 +39,7 @@ int main(void)
 	suite_add_tcase(s, contract_rescue());
 	suite_add_tcase(s, contract_shutdown());
 	suite_add_tcase(s, contract_isolation());
+	suite_add_tcase(s, contract_children());
 	suite_add_tcase(s, contract_fanout());
 	suite_add_tcase(s, contract_admin());
 	suite_add_tcase(s, contract_prune());

@@ -1,5 +1,7 @@
 /* Enqueue validation: bad options are BUS_EINVAL with a message saying what
  * is wrong, and nothing is stored; a batch with one bad item stores none. */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "contract.h"
@@ -30,6 +32,50 @@ START_TEST(enqueue_rejects_invalid_payload_with_byte_offset)
 	assert_einval(b, "valid.json", "{\"a\":1", NULL, "payload");
 	assert_einval(b, "valid.json", "", NULL, "payload");
 	ck_assert_int_eq(count_jobs(b, 0, NULL, NULL), 0);
+	bus_close(b);
+}
+END_TEST
+
+/* `depth` arrays around 1, malloc'd. */
+static char *nested(int depth)
+{
+	char *s = malloc((size_t)depth * 2 + 2);
+	ck_assert_ptr_nonnull(s);
+	memset(s, '[', (size_t)depth);
+	s[depth] = '1';
+	memset(s + depth + 1, ']', (size_t)depth);
+	s[2 * depth + 1] = '\0';
+	return s;
+}
+
+/* Every store gives the same answer: the core refuses what the strictest
+ * store (MariaDB's JSON_VALID) would, and what it lets through is stored
+ * and read back as it was, in payload and metadata alike. */
+START_TEST(enqueue_nesting_limit_is_the_same_on_every_store)
+{
+	bus *b;
+	contract_open(&b);
+	char *ok = nested(31), *deep = nested(32);
+	int64_t id = enqueue_ok(b, "valid.deep", ok, NULL, BUS_INSERTED);
+	bus_job *j = get_job(b, id);
+	ck_assert_str_eq(j->payload, ok);
+	bus_job_free(j);
+	assert_einval(b, "valid.deep", deep, NULL, "deeper than 31");
+
+	char meta_ok[128], meta_deep[128];
+	char *m30 = nested(30), *m31 = nested(31);
+	snprintf(meta_ok, sizeof meta_ok, "{\"k\":%s}", m30);
+	snprintf(meta_deep, sizeof meta_deep, "{\"k\":%s}", m31);
+	bus_job_opts o = BUS_JOB_OPTS_INIT;
+	o.meta = meta_ok;
+	enqueue_ok(b, "valid.deep", "{}", &o, BUS_INSERTED);
+	o.meta = meta_deep;
+	assert_einval(b, "valid.deep", "{}", &o, "deeper than 31");
+	ck_assert_int_eq(count_jobs(b, 0, NULL, NULL), 2);
+	free(ok);
+	free(deep);
+	free(m30);
+	free(m31);
 	bus_close(b);
 }
 END_TEST
@@ -152,6 +198,7 @@ TCase *contract_validation(void)
 {
 	TCase *tc = contract_tcase("validation");
 	tcase_add_test(tc, enqueue_rejects_invalid_payload_with_byte_offset);
+	tcase_add_test(tc, enqueue_nesting_limit_is_the_same_on_every_store);
 	tcase_add_test(tc,
 		       enqueue_rejects_tags_that_are_not_an_array_of_strings);
 	tcase_add_test(tc, enqueue_rejects_out_of_range_priority_and_attempts);

@@ -1,0 +1,128 @@
+/*
+ * A claim whose COMMIT landed on a connection that was lost before the
+ * reply is recovered: through the fault proxy, the reply to the COMMIT of
+ * the worker's claim transaction is swallowed and the connection reset.
+ * The store must read the claim back (its claim token) instead of running
+ * it again: every job then runs once, on the attempt the claim spent, and
+ * completes. With max_attempts 1 and a lease far longer than the test,
+ * a claim that was run again would leave its first jobs executing with
+ * nobody running them (then discarded by a rescue, never run).
+ */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "fault_proxy.h"
+
+#define JOBS 6
+#define KIND "net.claim"
+
+static struct fault_env env;
+static struct fault_proxy proxy;
+static atomic_int runs;
+
+static int handler(bus_ctx *ctx, void *udata)
+{
+	(void)ctx;
+	(void)udata;
+	atomic_fetch_add(&runs, 1);
+	return 0;
+}
+
+static size_t jobs_in(bus *b, bus_job_state state, int *attempt_max)
+{
+	bus_job_filter f = BUS_JOB_FILTER_INIT;
+	f.kind = KIND;
+	f.limit = 1000;
+	bus_job *jobs;
+	size_t n, k = 0;
+	if (bus_job_list(&jobs, &n, b, &f) != 0)
+		fault_fail("bus_job_list: %s", bus_error_last()->message);
+	for (size_t i = 0; i < n; i++) {
+		if (jobs[i].state != state)
+			continue;
+		k++;
+		if (attempt_max != NULL && jobs[i].attempt > *attempt_max)
+			*attempt_max = jobs[i].attempt;
+	}
+	bus_job_list_free(jobs, n);
+	return k;
+}
+
+int main(void)
+{
+	fault_init(&env, "net_claim", "fnc", 180);
+	bus *direct = fault_open_bus(&env);
+	if (bus_migrate(direct) != 0)
+		fault_fail("bus_migrate: %s", bus_error_last()->message);
+	bus_job_opts jo = BUS_JOB_OPTS_INIT;
+	jo.max_attempts = 1;
+	for (int i = 0; i < JOBS; i++)
+		if (bus_enqueue(NULL, direct, KIND, "{}", &jo) != 0)
+			fault_fail("bus_enqueue: %s",
+				   bus_error_last()->message);
+
+	fault_proxy_start(&proxy, &env);
+	bus *b = fault_proxy_bus(&env, &proxy,
+				 "connect-timeout=5&read-timeout=10");
+	bus_handler_opts ho = BUS_HANDLER_OPTS_INIT;
+	ho.durable = 1;
+	if (bus_handle_command(b, KIND, handler, NULL, &ho) != 0)
+		fault_fail("bus_handle_command: %s", bus_error_last()->message);
+	/* The first claim that takes jobs: its UPDATE writes claim_token. */
+	fault_proxy_cmd(&proxy, "drop-reply COMMIT after claim_token");
+
+	bus_worker_queue q = { "default", JOBS };
+	bus_worker_opts o = BUS_WORKER_OPTS_INIT;
+	o.queues = &q;
+	o.n_queues = 1;
+	o.fetch_batch = JOBS;
+	o.poll_interval_ms = 100;
+	o.lease_ms = 600000; /* no rescue can hide a lost claim */
+	o.isolation = BUS_ISOLATION_THREAD;
+	o.retention_s = -1;
+	bus_worker *w = NULL;
+	if (bus_worker_new(&w, b, &o) != 0 || bus_worker_start(w) != 0)
+		fault_fail("starting the worker: %s",
+			   bus_error_last()->message);
+
+	size_t done = 0;
+	for (int waited = 0; waited < 60000; waited += 100) {
+		if ((done = jobs_in(direct, BUS_JOB_COMPLETED, NULL)) == JOBS)
+			break;
+		fault_sleep_ms(100);
+	}
+	long fired = fault_proxy_stat(&proxy, "fired");
+	bus_worker_stats st;
+	bus_worker_get_stats(&st, w);
+	if (bus_worker_stop(w, 5000) != 0)
+		fault_fail("bus_worker_stop: %s", bus_error_last()->message);
+	bus_worker_free(w);
+	if (fired != 1)
+		fault_fail("the proxy dropped %ld COMMIT replies, expected 1",
+			   fired);
+	int attempt_max = 0;
+	size_t executing = jobs_in(direct, BUS_JOB_EXECUTING, NULL);
+	done = jobs_in(direct, BUS_JOB_COMPLETED, &attempt_max);
+	if (done != JOBS)
+		fault_fail("%zu of %d jobs completed after the claim's COMMIT "
+			   "reply was lost (%zu left executing, %d runs)",
+			   done, JOBS, executing, atomic_load(&runs));
+	if (attempt_max != 1)
+		fault_fail("a job completed on attempt %d: the lost reply "
+			   "spent an attempt",
+			   attempt_max);
+	if (atomic_load(&runs) != JOBS)
+		fault_fail("the handler ran %d times for %d jobs",
+			   atomic_load(&runs), JOBS);
+	if (st.rescued != 0)
+		fault_fail("%llu jobs were rescued",
+			   (unsigned long long)st.rescued);
+	fault_note("claim reply lost: %d jobs read back, each run once on "
+		   "attempt 1",
+		   JOBS);
+	bus_close(b);
+	bus_close(direct);
+	fault_proxy_stop(&proxy);
+	fault_pass("a claim whose COMMIT reply was lost is read back");
+}
