@@ -643,6 +643,14 @@ int bus_worker_start(bus_worker *w)
 			w->lease_keeper_started = 1;
 	}
 	if (rc == 0) {
+		if (pthread_create(&w->lease_watch, NULL,
+				   bus__worker_lease_watch, w) != 0)
+			rc = bus__error_set(BUS_ERROR,
+					    "cannot start the lease watch");
+		else
+			w->lease_watch_started = 1;
+	}
+	if (rc == 0) {
 		if (pthread_create(&w->fetcher, NULL, fetcher, w) != 0)
 			rc = bus__error_set(BUS_ERROR,
 					    "cannot start the fetcher");
@@ -696,8 +704,10 @@ static void join_all(struct bus_worker *w)
 		pthread_join(w->maintenance, NULL);
 	if (w->lease_keeper_started)
 		pthread_join(w->lease_keeper, NULL);
+	if (w->lease_watch_started)
+		pthread_join(w->lease_watch, NULL);
 	w->fetcher_started = w->completer_started = w->maintenance_started = 0;
-	w->lease_keeper_started = 0;
+	w->lease_keeper_started = w->lease_watch_started = 0;
 	for (size_t i = 0; i < w->n_slots; i++)
 		w->slots[i].started = 0;
 	free_children(w);
