@@ -677,7 +677,8 @@ int bus_worker_start(bus_worker *w)
 }
 
 /* Joins every thread that was started (the fetcher last started, first
- * stopped), flushing the completer, then frees children and connections. */
+ * stopped; every thread that submits outcomes before the completer's final
+ * flush), then frees children and connections. */
 static void join_all(struct bus_worker *w)
 {
 	detach_from_bus(w);
@@ -692,20 +693,25 @@ static void join_all(struct bus_worker *w)
 	for (size_t i = 0; i < w->n_slots; i++)
 		if (w->slots[i].started)
 			pthread_join(w->slots[i].thread, NULL);
+	/* The lease keeper submits outcomes too (a waiting job cancelled):
+	 * it stops before the completer's final flush, so that none comes
+	 * after it and is neither written nor freed. */
+	pthread_mutex_lock(&w->lock);
+	w->maintenance_go = 0;
+	pthread_cond_broadcast(&w->tick);
+	pthread_mutex_unlock(&w->lock);
+	if (w->lease_keeper_started)
+		pthread_join(w->lease_keeper, NULL);
+	if (w->lease_watch_started)
+		pthread_join(w->lease_watch, NULL);
 	pthread_mutex_lock(&w->lock);
 	w->completer_done = 1;
-	w->maintenance_go = 0;
 	pthread_cond_broadcast(&w->flush);
-	pthread_cond_broadcast(&w->tick);
 	pthread_mutex_unlock(&w->lock);
 	if (w->completer_started)
 		pthread_join(w->completer, NULL);
 	if (w->maintenance_started)
 		pthread_join(w->maintenance, NULL);
-	if (w->lease_keeper_started)
-		pthread_join(w->lease_keeper, NULL);
-	if (w->lease_watch_started)
-		pthread_join(w->lease_watch, NULL);
 	w->fetcher_started = w->completer_started = w->maintenance_started = 0;
 	w->lease_keeper_started = w->lease_watch_started = 0;
 	for (size_t i = 0; i < w->n_slots; i++)
