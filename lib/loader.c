@@ -191,6 +191,14 @@ static int ops_complete(const struct plugin *p, const struct bus_store_ops *ops)
 					      "store plug-in %s: operation "
 					      "'%s' is missing",
 					      p->path, required[i].name);
+	/* Push wake-up (ABI 2) is optional, but comes as a pair. */
+	if ((ops->listen == NULL) != (ops->wait_jobs == NULL))
+		return bus__error_set(BUS_EBACKEND,
+				      "store plug-in %s: operation '%s' is "
+				      "missing ('listen' and 'wait_jobs' go "
+				      "together)",
+				      p->path,
+				      ops->listen ? "wait_jobs" : "listen");
 	return 0;
 }
 

@@ -598,4 +598,10 @@ const struct bus_store_ops bus__memory_store_ops = {
 	.counts = bus__memory_counts,
 	.prune = bus__memory_prune,
 	.cancel_pending = bus__memory_cancel_pending,
+	/* No transactions (insert_tx), and no push wake-up: an insert wakes
+	 * the workers of its own process directly (bus__wake_workers), the
+	 * only ones that can see it. */
+	.insert_tx = NULL,
+	.listen = NULL,
+	.wait_jobs = NULL,
 };

@@ -642,6 +642,8 @@ int bus_worker_start(bus_worker *w)
 		else
 			w->lease_keeper_started = 1;
 	}
+	if (rc == 0)
+		rc = bus__worker_listen_start(w);
 	if (rc == 0) {
 		if (pthread_create(&w->lease_watch, NULL,
 				   bus__worker_lease_watch, w) != 0)
@@ -690,6 +692,7 @@ static void join_all(struct bus_worker *w)
 	pthread_mutex_unlock(&w->lock);
 	if (w->fetcher_started)
 		pthread_join(w->fetcher, NULL);
+	bus__worker_listen_stop(w);
 	for (size_t i = 0; i < w->n_slots; i++)
 		if (w->slots[i].started)
 			pthread_join(w->slots[i].thread, NULL);

@@ -145,6 +145,10 @@ struct bus_worker {
 		lease_keeper_started, lease_watch_started;
 	/* Each thread's own connection (one shared instance for memory:). */
 	bus_store *fetch_store, *complete_store, *maint_store, *lease_store;
+	/* Push wake-up (worker_listen.c), when the store has it. */
+	pthread_t listener;
+	int listener_started;
+	bus_store *listen_store;
 
 	struct {
 		atomic_uint_fast64_t claimed, completed, retried, discarded,
@@ -203,5 +207,12 @@ void bus__worker_wake(struct bus_worker *w);
  * once jobs were stored on this bus. */
 void bus__worker_nap(struct bus_worker *w, int64_t ms, const int *go,
 		     int wakeable);
+/* worker_listen.c: the listener thread, when the store has push wake-up
+ * (ops->listen): it wakes the fetcher as soon as another process or node
+ * inserts jobs into this worker's queues. start opens its connection and
+ * starts it (0 when the store has none: workers poll); stop joins it once
+ * w->claiming is 0, and closes the connection. */
+int bus__worker_listen_start(struct bus_worker *w);
+void bus__worker_listen_stop(struct bus_worker *w);
 
 #endif

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh Debian 12 machine, as root: installs what is
-# missing, builds with warnings as errors, starts a throwaway MariaDB on
-# 127.0.0.1, runs every test against memory: and the real server, stops the
-# server (also when tests fail), and ends with the line "N passed, N failed".
+# missing, builds with warnings as errors, starts throwaway MariaDB and
+# PostgreSQL servers on 127.0.0.1, runs every test against memory: and the
+# real servers, stops the servers (also when tests fail), and ends with the
+# line "N passed, N failed".
 # Exit status non-zero on any failure.
 #
 # usage: scripts/test.sh [--no-install]
@@ -12,7 +13,8 @@ top=$(pwd)
 
 packages=(build-essential autoconf automake libtool pkg-config check
 	libcjson-dev libbsd-dev libmd-dev libmariadb-dev libpq-dev
-	mariadb-server mariadb-client curl)
+	mariadb-server mariadb-client curl postgresql-15 postgresql-client-15
+	pgbouncer)
 
 install_missing() {
 	local missing=()
@@ -35,11 +37,17 @@ echo "== build"
 ./configure --enable-werror >/dev/null
 make -j2 >/dev/null
 
-# A throwaway MariaDB for the MySQL store's tests. CI must have it; on a
+# Throwaway MariaDB and PostgreSQL servers for the SQL stores' tests. CI must have it; on a
 # developer's machine without the server, the MySQL suites skip.
 db_dir=$(mktemp -d /tmp/libbus-mariadb.XXXXXX)
 db_port=${BUS_TEST_MYSQL_PORT:-3307}
-stop_db() { scripts/mariadb.sh stop "$db_dir" || true; rm -rf "$db_dir"; }
+pg_dir=$(mktemp -d /tmp/libbus-postgres.XXXXXX)
+pg_port=${BUS_TEST_POSTGRES_PORT:-5433}
+stop_db() {
+	scripts/mariadb.sh stop "$db_dir" || true
+	scripts/postgres.sh stop "$pg_dir" || true
+	rm -rf "$db_dir" "$pg_dir"
+}
 trap stop_db EXIT
 if command -v mariadbd >/dev/null 2>&1; then
 	echo "== starting MariaDB on 127.0.0.1:$db_port"
@@ -55,13 +63,28 @@ elif [ "${CI:-}" = true ]; then
 	exit 1
 fi
 
+# PostgreSQL runs as the user "postgres" (see scripts/postgres.sh).
+if [ -x /usr/lib/postgresql/15/bin/postgres ]; then
+	echo "== starting PostgreSQL on 127.0.0.1:$pg_port"
+	if url=$(scripts/postgres.sh start "$pg_dir" "$pg_port"); then
+		export BUS_TEST_POSTGRES_URL="$url" BUS_TEST_POSTGRES_DIR="$pg_dir" \
+			BUS_TEST_POSTGRES_PORT="$pg_port"
+	elif [ "${CI:-}" = true ]; then
+		echo "CI: the PostgreSQL server did not start" >&2
+		exit 1
+	fi
+elif [ "${CI:-}" = true ]; then
+	echo "CI: postgresql-15 is not installed" >&2
+	exit 1
+fi
+
 echo "== test"
 status=0
 make -j2 check >/dev/null 2>&1 || status=$?
 
 # The same suites again, built with AddressSanitizer and UBSan, from the
 # distribution tree (so that it also checks nothing is missing from it), on
-# memory: only: the MySQL suites ran above, and under the sanitizers a child
+# memory: only: the MySQL and PostgreSQL suites ran above, and under the sanitizers a child
 # forked for process isolation beside the MySQL client's threads was once
 # seen to hang (see the notes of issue 4), which would make CI flaky.
 echo "== test (AddressSanitizer and UBSan build)"
@@ -76,6 +99,7 @@ mv "$dist" "$asan_dir/src"
 	./configure --enable-werror --enable-sanitizers >/dev/null
 	make -j2 >/dev/null
 	env -u CI -u BUS_TEST_MYSQL_URL -u BUS_TEST_MYSQL_DIR \
+		-u BUS_TEST_POSTGRES_URL -u BUS_TEST_POSTGRES_DIR \
 		ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
 		UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 		make -j2 check >/dev/null 2>&1

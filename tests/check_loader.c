@@ -158,9 +158,9 @@ END_TEST
 START_TEST(an_older_abi_is_rejected)
 {
 	char want[64];
-	snprintf(want, sizeof want, "built for store ABI 0, this libbus "
+	snprintf(want, sizeof want, "built for store ABI %d, this libbus "
 				    "needs %d",
-		 BUS_STORE_ABI_VERSION);
+		 BUS_STORE_ABI_VERSION - 1, BUS_STORE_ABI_VERSION);
 	assert_find_fails("badabi", BUS_EBACKEND, "badabi.so", want);
 }
 END_TEST
@@ -178,6 +178,18 @@ START_TEST(a_missing_operation_is_named)
 {
 	assert_find_fails("missingop", BUS_EBACKEND, "missingop.so",
 			  "operation 'claim' is missing");
+}
+END_TEST
+
+START_TEST(push_wake_up_comes_as_a_pair)
+{
+	assert_find_fails("halflisten", BUS_EBACKEND, "halflisten.so",
+			  "operation 'wait_jobs' is missing");
+	/* Without both, a store is loaded, and polled only. */
+	const struct bus_store_ops *ops = NULL;
+	ck_assert_int_eq(bus__loader_find(&ops, "good"), 0);
+	ck_assert_ptr_null(ops->listen);
+	ck_assert_ptr_null(ops->wait_jobs);
 }
 END_TEST
 
@@ -421,6 +433,7 @@ static Suite *loader_suite(void)
 	tcase_add_test(tc, an_older_abi_is_rejected);
 	tcase_add_test(tc, an_entry_that_refuses_the_abi_is_rejected);
 	tcase_add_test(tc, a_missing_operation_is_named);
+	tcase_add_test(tc, push_wake_up_comes_as_a_pair);
 	tcase_add_test(tc, a_store_without_a_name_is_rejected);
 	tcase_add_test(tc, a_missing_entry_symbol_is_named);
 	tcase_add_test(tc, an_undefined_symbol_fails_with_dlerror_text);

@@ -2,8 +2,8 @@
 # `make install DESTDIR=...` puts every file where the README, libbus.pc
 # and the BUS_ESCHEMA message say: the library and headers, libbus.pc with
 # pkglibdir and migrationdir, the store plug-ins in $(pkglibdir), the
-# schema in $(pkgdatadir)/migration (mysql.sql and mysql/NNN_*.sql, the
-# same bytes as the source tree's), the examples in $(docdir)/examples.
+# schema in $(pkgdatadir)/migration (mysql.sql, postgres.sql and their
+# NNN_*.sql steps, the same bytes as the source tree's), the examples in $(docdir)/examples.
 set -eu
 : "${top_srcdir:?}" "${top_builddir:?}"
 dest=$(mktemp -d "${TMPDIR:-/tmp}/libbus-install.XXXXXX")
@@ -32,7 +32,8 @@ fi
 
 for f in "$libdir/libbus.so" "$includedir/bus/bus.h" \
 	"$includedir/bus/worker.h" "$libdir/pkgconfig/libbus.pc" \
-	"$docdir/examples/quickstart.c" "$pkgdatadir/migration/mysql.sql"; do
+	"$docdir/examples/quickstart.c" "$pkgdatadir/migration/mysql.sql" \
+	"$pkgdatadir/migration/postgres.sql"; do
 	[ -f "$dest$f" ] || bad "$f is not installed"
 done
 
@@ -49,6 +50,8 @@ for src in "$top_srcdir"/migration/*.sql "$top_srcdir"/migration/*/*.sql; do
 done
 [ -f "$dest$pkgdatadir/migration/mysql/001_init.sql" ] ||
 	bad "the steps are not in $pkgdatadir/migration/mysql/"
+[ -f "$dest$pkgdatadir/migration/postgres/001_init.sql" ] ||
+	bad "the steps are not in $pkgdatadir/migration/postgres/"
 
 pc=$dest$libdir/pkgconfig/libbus.pc
 if [ -f "$pc" ]; then
@@ -68,6 +71,16 @@ if [ -f "$top_builddir/backends/mysql/.libs/mysql.so" ]; then
 		bad "mysql.so is not installed in $pkglibdir"
 	elif ! grep -q -F "$pkgdatadir/migration/mysql.sql" "$so"; then
 		bad "mysql.so's BUS_ESCHEMA message does not name $pkgdatadir/migration/mysql.sql"
+	fi
+fi
+
+# The same for the PostgreSQL plug-in.
+if [ -f "$top_builddir/backends/postgres/.libs/postgres.so" ]; then
+	so=$dest$pkglibdir/postgres.so
+	if [ ! -f "$so" ]; then
+		bad "postgres.so is not installed in $pkglibdir"
+	elif ! grep -q -F "$pkgdatadir/migration/postgres.sql" "$so"; then
+		bad "postgres.so's BUS_ESCHEMA message does not name $pkgdatadir/migration/postgres.sql"
 	fi
 fi
 

@@ -102,6 +102,9 @@ static const struct bus_store_ops my_ops = {
 	.insert_tx = bus__my_insert_tx,
 	.cancel_pending = bus__my_cancel_pending,
 	.paused_queues = bus__my_paused_queues,
+	/* No push wake-up: MySQL has no LISTEN; workers poll. */
+	.listen = NULL,
+	.wait_jobs = NULL,
 };
 
 const struct bus_store_ops *bus_backend_entry(uint32_t core_abi)

@@ -32,8 +32,9 @@ extern "C" {
 /* 2: cancel of an executing job records a request (cancel,
  * cancel_requested_at in bus_job, the finish rule below, cancel_pending);
  * retry keeps a due job's scheduled_at; claim returns rows in claim order.
- * 3: paused_queues (bus_queue_list). */
-#define BUS_STORE_ABI_VERSION 3
+ * 3: paused_queues (bus_queue_list).
+ * 4: listen and wait_jobs (push wake-up, optional). */
+#define BUS_STORE_ABI_VERSION 4
 
 typedef struct bus_store bus_store; /* the backend's connection */
 
@@ -250,6 +251,29 @@ struct bus_store_ops {
 	 * NULL: bus_queue_list then says the store cannot tell. */
 	int (*paused_queues)(bus_store *s, bus_queue_info **out,
 			     size_t *n_out);
+
+	/* ---- ABI 4 ---- */
+
+	/*
+	 * Push wake-up, optional: NULL in a store without it, whose workers
+	 * find new jobs by polling only (as they also do with it, at their
+	 * poll interval, as the fallback). A worker gives these a connection
+	 * of their own, used for nothing else.
+	 *
+	 * listen makes `s` a listener for jobs inserted, from now on, into
+	 * any of `queues` (the strings need not outlive the call) by any
+	 * process on any node; it reconnects first when `s` lost its
+	 * server. wait_jobs blocks for up to timeout_ms and returns 1 when
+	 * such an insert may have been committed since it last returned
+	 * (a burst of inserts folded into one return; a spurious return is
+	 * allowed, a missed one is not while the connection holds), 0 when
+	 * the time passed, or a negative BUS_E* when the connection failed:
+	 * inserts may then have gone unseen, and listen must be called
+	 * again. The listener needs a direct connection to the server, not
+	 * one through a pooler in transaction mode.
+	 */
+	int (*listen)(bus_store *s, const char *const *queues, size_t n);
+	int (*wait_jobs)(bus_store *s, int timeout_ms);
 };
 
 /* The one symbol a backend exports. `core_abi` is the core's

@@ -157,6 +157,8 @@ static inline int test_cancel_pending(bus_store *s, const char *node,
 		.counts = test_counts, .prune = test_prune,                    \
 		.insert_tx = test_insert_tx,                                   \
 		.cancel_pending = test_cancel_pending,                         \
+		/* No push wake-up (ABI 4, optional). */                       \
+		.listen = NULL, .wait_jobs = NULL,                             \
 	}
 
 #endif

@@ -63,8 +63,9 @@ static char *decode(const char *s, size_t len)
 	return out;
 }
 
-/* Fills `d` from a mysql:// or mariadb:// URL; the message says what is
- * wrong without repeating the URL (it holds a password). */
+/* Fills `d` from a mysql://, mariadb://, postgres:// or postgresql:// URL;
+ * the message says what is wrong without repeating the URL (it holds a
+ * password). */
 static void parse_url(struct fault_dsn *d, const char *url)
 {
 	const char *p;
@@ -72,9 +73,14 @@ static void parse_url(struct fault_dsn *d, const char *url)
 		p = url + 8;
 	else if (strncmp(url, "mariadb://", 10) == 0)
 		p = url + 10;
+	else if (strncmp(url, "postgres://", 11) == 0)
+		p = url + 11;
+	else if (strncmp(url, "postgresql://", 13) == 0)
+		p = url + 13;
 	else
-		fault_fail("BUS_TEST_MYSQL_URL must start with mysql:// or "
-			   "mariadb://");
+		fault_fail("the test URL must start with mysql://, "
+			   "mariadb://, postgres:// or postgresql://");
+	d->postgres = url[0] == 'p';
 	size_t auth_len = strcspn(p, "/?");
 	const char *at = NULL;
 	for (const char *q = p; q < p + auth_len; q++)
@@ -89,7 +95,7 @@ static void parse_url(struct fault_dsn *d, const char *url)
 					     (size_t)(at - colon - 1))
 				    : strdup("");
 		if (d->user == NULL || d->password == NULL)
-			fault_fail("BUS_TEST_MYSQL_URL: bad percent-encoding "
+			fault_fail("the test URL: bad percent-encoding "
 				   "in the user or password");
 		host = at + 1;
 	}
@@ -98,7 +104,7 @@ static void parse_url(struct fault_dsn *d, const char *url)
 	if (*host == '[') {
 		const char *close = memchr(host, ']', host_len);
 		if (close == NULL)
-			fault_fail("BUS_TEST_MYSQL_URL: '[' without ']' in the "
+			fault_fail("the test URL: '[' without ']' in the "
 				   "host");
 		d->host = decode(host + 1, (size_t)(close - host - 1));
 		if (close + 1 < host_end && close[1] == ':')
@@ -110,12 +116,12 @@ static void parse_url(struct fault_dsn *d, const char *url)
 		if (colon != NULL)
 			port = colon + 1;
 	}
-	d->port = 3306;
+	d->port = d->postgres ? 5432 : 3306;
 	if (port != NULL) {
 		char *end;
 		unsigned long v = strtoul(port, &end, 10);
 		if (end != host_end || v == 0 || v > 65535)
-			fault_fail("BUS_TEST_MYSQL_URL: the port is not a "
+			fault_fail("the test URL: the port is not a "
 				   "number 1..65535");
 		d->port = (unsigned)v;
 	}
@@ -126,14 +132,14 @@ static void parse_url(struct fault_dsn *d, const char *url)
 		p += 1 + dlen;
 	}
 	if (d->host == NULL || d->database == NULL || d->database[0] == '\0')
-		fault_fail("BUS_TEST_MYSQL_URL names no database (mysql://"
+		fault_fail("the test URL names no database (scheme://"
 			   "user:password@host:port/database)");
 	while (*p == '?' || *p == '&') {
 		p++;
 		size_t len = strcspn(p, "&");
 		if (strncmp(p, "socket=", 7) == 0 &&
 		    (d->socket = decode(p + 7, len - 7)) == NULL)
-			fault_fail("BUS_TEST_MYSQL_URL: bad percent-encoding "
+			fault_fail("the test URL: bad percent-encoding "
 				   "in socket=");
 		p += len;
 	}
@@ -173,56 +179,50 @@ static int is_local(const struct fault_dsn *d)
 
 /* ---- connections and tables --------------------------------------------- */
 
-MYSQL *fault_connect(const struct fault_dsn *d, char *why, size_t why_len)
-{
-	MYSQL *db = mysql_init(NULL);
-	if (db == NULL) {
-		snprintf(why, why_len, "mysql_init: out of memory");
-		return NULL;
-	}
-	unsigned connect_s = 5, io_s = 10;
-	mysql_options(db, MYSQL_OPT_CONNECT_TIMEOUT, &connect_s);
-	mysql_options(db, MYSQL_OPT_READ_TIMEOUT, &io_s);
-	mysql_options(db, MYSQL_OPT_WRITE_TIMEOUT, &io_s);
-	mysql_options(db, MYSQL_SET_CHARSET_NAME, "utf8mb4");
-	if (mysql_real_connect(db, d->host, d->user, d->password, d->database,
-			       d->port, d->socket, 0) == NULL) {
-		snprintf(why, why_len, "%s (error %u)", mysql_error(db),
-			 mysql_errno(db));
-		mysql_close(db);
-		return NULL;
-	}
-	return db;
-}
-
-void fault_sql(MYSQL *db, const char *fmt, ...)
-{
-	char sql[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(sql, sizeof sql, fmt, ap);
-	va_end(ap);
-	if (mysql_real_query(db, sql, strlen(sql)) != 0)
-		fault_fail("SQL \"%s\": %s", sql, mysql_error(db));
-}
-
 /* Appends `name` to `out` as a quoted identifier. */
-static void quote_ident(char *out, size_t cap, const char *name)
+static void quote_ident(char *out, size_t cap, const char *name, char q)
 {
 	size_t o = 0;
-	out[o++] = '`';
+	out[o++] = q;
 	for (const char *p = name; *p != '\0' && o + 3 < cap; p++) {
-		if (*p == '`')
-			out[o++] = '`';
+		if (*p == q)
+			out[o++] = q;
 		out[o++] = *p;
 	}
-	out[o++] = '`';
+	out[o++] = q;
 	out[o] = '\0';
 }
 
+struct names {
+	char **v;
+	size_t n, cap;
+	int oom;
+};
+
+static void name_add(void *arg, const char *const *values, int n)
+{
+	struct names *l = arg;
+	if (n < 1 || values[0] == NULL || l->oom)
+		return;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 16;
+		char **v = realloc(l->v, cap * sizeof *v);
+		if (v == NULL) {
+			l->oom = 1;
+			return;
+		}
+		l->v = v;
+		l->cap = cap;
+	}
+	if ((l->v[l->n] = strdup(values[0])) != NULL)
+		l->n++;
+}
+
 /* Names of the tables whose names start with the run's prefix, NULL with
- * the reason in `why`. */
-static char **prefixed_tables(MYSQL *db, size_t *n, char *why, size_t why_len)
+ * the reason in `why`. The prefix is [a-z0-9_]: it can be pasted into the
+ * pattern, its '_' escaped. */
+static char **prefixed_tables(fault_db *db, size_t *n, char *why,
+			      size_t why_len)
 {
 	char pattern[2 * sizeof env->prefix + 2], *o = pattern;
 	for (const char *p = env->prefix; *p != '\0'; p++) {
@@ -232,44 +232,27 @@ static char **prefixed_tables(MYSQL *db, size_t *n, char *why, size_t why_len)
 	}
 	*o++ = '%';
 	*o = '\0';
-	static const char sql[] =
-		"SELECT table_name FROM information_schema.tables "
-		"WHERE table_schema = DATABASE() AND table_name LIKE ?";
-	MYSQL_STMT *st = mysql_stmt_init(db);
-	MYSQL_BIND in = { 0 }, out = { 0 };
-	char name[256];
-	unsigned long name_len = 0, pattern_len = strlen(pattern);
-	in.buffer_type = MYSQL_TYPE_STRING;
-	in.buffer = pattern;
-	in.buffer_length = pattern_len;
-	in.length = &pattern_len;
-	out.buffer_type = MYSQL_TYPE_STRING;
-	out.buffer = name;
-	out.buffer_length = sizeof name - 1;
-	out.length = &name_len;
+	char sql[512];
+	snprintf(sql, sizeof sql,
+		 "SELECT table_name FROM information_schema.tables "
+		 "WHERE table_schema = %s AND table_name LIKE '%s'",
+		 env->dsn.postgres ? "current_schema()" : "DATABASE()",
+		 pattern);
+	struct names l = { NULL, 0, 0, 0 };
 	*n = 0;
-	if (st == NULL || mysql_stmt_prepare(st, sql, sizeof sql - 1) != 0 ||
-	    mysql_stmt_bind_param(st, &in) != 0 ||
-	    mysql_stmt_bind_result(st, &out) != 0 ||
-	    mysql_stmt_execute(st) != 0 || mysql_stmt_store_result(st) != 0) {
-		snprintf(why, why_len, "listing the run's tables: %s",
-			 st ? mysql_stmt_error(st) : "out of memory");
-		if (st != NULL)
-			mysql_stmt_close(st);
+	if (fault_db_query(db, sql, name_add, &l, why, why_len) != 0 ||
+	    l.oom) {
+		if (l.oom)
+			snprintf(why, why_len, "out of memory");
+		for (size_t i = 0; i < l.n; i++)
+			free(l.v[i]);
+		free(l.v);
 		return NULL;
 	}
-	size_t cap = mysql_stmt_num_rows(st) + 1;
-	char **names = calloc(cap, sizeof *names);
-	while (names != NULL && *n + 1 < cap && mysql_stmt_fetch(st) == 0) {
-		name[name_len < sizeof name ? name_len : sizeof name - 1] =
-			'\0';
-		if ((names[*n] = strdup(name)) != NULL)
-			(*n)++;
-	}
-	if (names == NULL)
-		snprintf(why, why_len, "out of memory");
-	mysql_stmt_close(st);
-	return names;
+	if (l.v == NULL)
+		l.v = calloc(1, sizeof *l.v);
+	*n = l.n;
+	return l.v;
 }
 
 /* Drops every table of the run. Returns how many it dropped, or -1 with a
@@ -278,35 +261,37 @@ static char **prefixed_tables(MYSQL *db, size_t *n, char *why, size_t why_len)
 static int drop_tables(void)
 {
 	char why[512];
-	MYSQL *db = fault_connect(&env->dsn, why, sizeof why);
+	fault_db *db = fault_connect(&env->dsn, why, sizeof why);
 	size_t n = 0;
 	char **names = NULL;
 	if (db != NULL) {
 		/* The plug-in's tables may refer to each other. */
-		mysql_query(db, "SET SESSION foreign_key_checks = 0");
+		if (!env->dsn.postgres)
+			fault_db_exec(db, "SET SESSION foreign_key_checks = 0",
+				      why, sizeof why);
 		names = prefixed_tables(db, &n, why, sizeof why);
 	}
 	if (names == NULL) {
 		fprintf(stderr, "%s: cannot drop the tables of prefix %s: %s\n",
 			env->test, env->prefix, why);
-		if (db != NULL)
-			mysql_close(db);
+		fault_db_close(db);
 		return -1;
 	}
 	int dropped = 0;
 	for (size_t i = 0; i < n; i++) {
 		char ident[600], sql[700];
-		quote_ident(ident, sizeof ident, names[i]);
-		snprintf(sql, sizeof sql, "DROP TABLE IF EXISTS %s", ident);
-		if (mysql_query(db, sql) == 0)
+		quote_ident(ident, sizeof ident, names[i],
+			    env->dsn.postgres ? '"' : '`');
+		snprintf(sql, sizeof sql, "DROP TABLE IF EXISTS %s%s", ident,
+			 env->dsn.postgres ? " CASCADE" : "");
+		if (fault_db_exec(db, sql, why, sizeof why) == 0)
 			dropped++;
 		else
-			fprintf(stderr, "%s: %s: %s\n", env->test, sql,
-				mysql_error(db));
+			fprintf(stderr, "%s: %s: %s\n", env->test, sql, why);
 		free(names[i]);
 	}
 	free(names);
-	mysql_close(db);
+	fault_db_close(db);
 	return dropped;
 }
 
@@ -504,23 +489,48 @@ int fault_in_ci(void)
 	return ci != NULL && strcmp(ci, "true") == 0;
 }
 
-/* `make check` names the build tree's plug-in directory in
- * $BUS_MYSQL_BACKEND_DIR (so that other suites keep the default); the
- * library reads $BUS_BACKEND_DIR. One set by hand wins. */
-static void use_build_tree_backend(void)
+static const struct fault_store stores[] = {
+	{ "mysql", "MySQL", "BUS_TEST_MYSQL_URL", "BUS_TEST_MYSQL_DIR",
+	  "BUS_TEST_MYSQL_PORT", "BUS_MYSQL_BACKEND_DIR",
+	  "scripts/mariadb.sh" },
+	{ "postgres", "PostgreSQL", "BUS_TEST_POSTGRES_URL",
+	  "BUS_TEST_POSTGRES_DIR", "BUS_TEST_POSTGRES_PORT",
+	  "BUS_POSTGRES_BACKEND_DIR", "scripts/postgres.sh" },
+};
+
+/* The store $BUS_FAULT_STORE names. */
+static const struct fault_store *store_chosen(void)
 {
-	const char *dir = getenv("BUS_MYSQL_BACKEND_DIR");
+	const char *name = getenv("BUS_FAULT_STORE");
+	if (name == NULL || name[0] == '\0')
+		name = "mysql";
+	for (size_t i = 0; i < sizeof stores / sizeof *stores; i++)
+		if (strcmp(stores[i].name, name) == 0)
+			return &stores[i];
+	fprintf(stderr, "BUS_FAULT_STORE is '%s', not mysql or postgres\n",
+		name);
+	exit(1);
+}
+
+/* `make check` names the build tree's plug-in directory in
+ * $BUS_MYSQL_BACKEND_DIR or $BUS_POSTGRES_BACKEND_DIR (so that other
+ * suites keep the default); the library reads $BUS_BACKEND_DIR. One set
+ * by hand wins. */
+static void use_build_tree_backend(const struct fault_store *st)
+{
+	const char *dir = getenv(st->build_var);
 	const char *set = getenv("BUS_BACKEND_DIR");
 	if (dir == NULL || dir[0] == '\0' || (set != NULL && set[0] != '\0'))
 		return;
 	char so[4096];
-	snprintf(so, sizeof so, "%s/mysql.so", dir);
+	snprintf(so, sizeof so, "%s/%s.so", dir, st->name);
 	if (access(so, F_OK) != 0 && fault_in_ci())
-		fault_fail("CI: this build has no MySQL store (no %s)", so);
-	if (access(so, F_OK) != 0)
-		fault_skip("this build has no MySQL store (no %s): skipping "
-			   "the MySQL fault tests",
+		fault_fail("CI: this build has no %s store (no %s)", st->label,
 			   so);
+	if (access(so, F_OK) != 0)
+		fault_skip("this build has no %s store (no %s): skipping "
+			   "the %s fault tests",
+			   st->label, so, st->label);
 	if (setenv("BUS_BACKEND_DIR", dir, 1) != 0)
 		fault_fail("setenv: %s", strerror(errno));
 }
@@ -535,32 +545,36 @@ void fault_init(struct fault_env *e, const char *test, const char *tag,
 	clock_gettime(CLOCK_MONOTONIC, &started);
 	setvbuf(stdout, NULL, _IOLBF, 0);
 
-	const char *url = getenv("BUS_TEST_MYSQL_URL");
+	const struct fault_store *st = e->store = store_chosen();
+	const char *url = getenv(st->url_var);
 	const char *drop = getenv(DROP_VAR);
 	if (drop != NULL)
 		drop_after_watchdog(e, drop, url);
 	if ((url == NULL || url[0] == '\0') && fault_in_ci())
-		fault_fail("CI: BUS_TEST_MYSQL_URL is not set: the MySQL fault "
-			   "tests must run");
+		fault_fail("CI: %s is not set: the %s fault tests must run",
+			   st->url_var, st->label);
 	if (url == NULL || url[0] == '\0')
-		fault_skip("BUS_TEST_MYSQL_URL is not set: skipping the MySQL "
-			   "fault tests");
-	use_build_tree_backend();
+		fault_skip("%s is not set: skipping the %s fault tests",
+			   st->url_var, st->label);
+	use_build_tree_backend(st);
 	parse_url(&e->dsn, url);
+	if (e->dsn.postgres != (strcmp(st->name, "postgres") == 0))
+		fault_fail("%s does not name a %s server", st->url_var,
+			   st->label);
 	/* These tests load, kill and restart: never aim them elsewhere. */
 	if (!is_local(&e->dsn))
-		fault_fail("BUS_TEST_MYSQL_URL names host '%s'; the fault "
+		fault_fail("%s names host '%s'; the fault "
 			   "tests run only against a server on this machine "
 			   "(127.0.0.1, ::1 or localhost)",
-			   e->dsn.host);
+			   st->url_var, e->dsn.host);
 
 	char why[512];
-	MYSQL *db = fault_connect(&e->dsn, why, sizeof why);
+	fault_db *db = fault_connect(&e->dsn, why, sizeof why);
 	if (db == NULL)
-		fault_fail("BUS_TEST_MYSQL_URL is set but the server at %s:%u "
-			   "cannot be reached: %s",
-			   e->dsn.host, e->dsn.port, why);
-	mysql_close(db);
+		fault_fail("%s is set but the server at %s:%u cannot be "
+			   "reached: %s",
+			   st->url_var, e->dsn.host, e->dsn.port, why);
+	fault_db_close(db);
 
 	snprintf(e->prefix, sizeof e->prefix, "%s_%ld_", tag, (long)getpid());
 	e->url = url_with_prefix(url, e->prefix);
@@ -575,6 +589,7 @@ void fault_init(struct fault_env *e, const char *test, const char *tag,
 	if (left > 0)
 		fault_note("dropped %d tables left with prefix %s", left,
 			   e->prefix);
-	fault_note("server %s:%u, database %s, table prefix %s",
-		   e->dsn.host, e->dsn.port, e->dsn.database, e->prefix);
+	fault_note("%s server %s:%u, database %s, table prefix %s",
+		   st->label, e->dsn.host, e->dsn.port, e->dsn.database,
+		   e->prefix);
 }

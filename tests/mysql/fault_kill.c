@@ -28,7 +28,8 @@ static int victim = -1;
 
 /* Kills a worker that holds jobs: killing an idle one (between two claims,
  * say) would prove nothing. The busiest is frozen first (SIGSTOP), so that
- * what it holds can be read before it dies and cannot change after; one
+ * what it holds can be read before it dies and cannot change after (once
+ * its last statements have landed on the server); one
  * found holding nothing is let go and another moment tried. */
 static void kill_worker(struct fault_run *r)
 {
@@ -42,6 +43,10 @@ static void kill_worker(struct fault_run *r)
 		if (held[busiest] == 0)
 			continue;
 		fault_run_pause(r, busiest, 1);
+		/* A statement the worker sent before it stopped still runs
+		 * on the server (a batch of outcomes, a claim): let it land,
+		 * so that what is read next is what the dead worker held. */
+		fault_sleep_ms(300);
 		inflight = fault_run_executing(r, r->node[busiest],
 					       &n_inflight);
 		if (n_inflight == 0) {

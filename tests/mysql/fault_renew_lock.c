@@ -99,17 +99,15 @@ int main(void)
 	bus_worker *rescuer = start(b, "rescuer", "fault.renew.other", 1);
 
 	char why[256];
-	MYSQL *db = fault_connect(&e.dsn, why, sizeof why);
+	fault_db *db = fault_connect(&e.dsn, why, sizeof why);
 	if (db == NULL)
 		fault_fail("connect: %s", why);
 	fault_sql(db, "START TRANSACTION");
 	char sql[256];
 	snprintf(sql, sizeof sql, "SELECT id FROM %sjobs WHERE id = %lld FOR UPDATE",
 		 e.prefix, (long long)ids[0]);
-	if (mysql_query(db, sql) != 0)
-		fault_fail("lock: %s", mysql_error(db));
-	MYSQL_RES *res = mysql_store_result(db);
-	mysql_free_result(res);
+	if (fault_db_exec(db, sql, why, sizeof why) != 0)
+		fault_fail("lock: %s", why);
 	fault_note("job %lld locked for %d ms", (long long)ids[0],
 		   3 * LEASE_MS);
 
@@ -142,7 +140,7 @@ int main(void)
 		}
 	}
 	fault_sql(db, "COMMIT");
-	mysql_close(db);
+	fault_db_close(db);
 	fault_note("lock released");
 
 	atomic_store(&h.release, 1);

@@ -6,7 +6,8 @@
  * came back): at most one per executor.
  *
  * Needs the server's data directory and port ($BUS_TEST_MYSQL_DIR,
- * $BUS_TEST_MYSQL_PORT) to restart it with scripts/mariadb.sh; skips
+ * $BUS_TEST_MYSQL_PORT, or the POSTGRES ones) to restart it with the
+ * store's script (scripts/mariadb.sh, scripts/postgres.sh); skips
  * without them, since it must not restart a server it does not own (in CI,
  * where they are always set, it fails instead).
  */
@@ -22,15 +23,17 @@
 #define CONCURRENCY 8
 #define WORKERS 2
 
+static struct fault_env env;
+
 static const char *script_path(void)
 {
 	static char path[4096];
-	const char *s = getenv("BUS_TEST_MARIADB_SH");
+	const char *s = getenv("BUS_TEST_RESTART_SH");
 	if (s != NULL && s[0] != '\0')
 		return s;
 	const char *top = getenv("top_srcdir");
-	snprintf(path, sizeof path, "%s/scripts/mariadb.sh",
-		 top != NULL && top[0] != '\0' ? top : ".");
+	snprintf(path, sizeof path, "%s/%s",
+		 top != NULL && top[0] != '\0' ? top : ".", env.store->script);
 	return path;
 }
 
@@ -48,8 +51,8 @@ static void show_output(int fd)
 
 static void restart_server(struct fault_run *r)
 {
-	const char *dir = getenv("BUS_TEST_MYSQL_DIR");
-	const char *port = getenv("BUS_TEST_MYSQL_PORT");
+	const char *dir = getenv(env.store->dir_var);
+	const char *port = getenv(env.store->port_var);
 	const char *script = script_path();
 	fault_note("restarting the server (%s restart %s %s) after %lld "
 		   "completions",
@@ -94,23 +97,24 @@ static void restart_server(struct fault_run *r)
 
 int main(void)
 {
-	struct fault_env env;
 	fault_init(&env, "fault_restart", "fr", 300);
-	const char *dir = getenv("BUS_TEST_MYSQL_DIR");
-	const char *port = getenv("BUS_TEST_MYSQL_PORT");
+	const struct fault_store *st = env.store;
+	const char *dir = getenv(st->dir_var);
+	const char *port = getenv(st->port_var);
 	if ((dir == NULL || dir[0] == '\0' || port == NULL ||
 	     port[0] == '\0') &&
 	    fault_in_ci())
-		fault_fail("CI: BUS_TEST_MYSQL_DIR and BUS_TEST_MYSQL_PORT are "
-			   "not set: the restart test must run");
+		fault_fail("CI: %s and %s are not set: the restart test must "
+			   "run",
+			   st->dir_var, st->port_var);
 	if (dir == NULL || dir[0] == '\0' || port == NULL || port[0] == '\0')
-		fault_skip("BUS_TEST_MYSQL_DIR and BUS_TEST_MYSQL_PORT are not "
-			   "set: not restarting a server this test does not "
-			   "own; skipping the MySQL restart test");
+		fault_skip("%s and %s are not set: not restarting a server "
+			   "this test does not own; skipping the %s restart "
+			   "test",
+			   st->dir_var, st->port_var, st->label);
 	if (strtoul(port, NULL, 10) != env.dsn.port)
-		fault_fail("BUS_TEST_MYSQL_PORT is %s but BUS_TEST_MYSQL_URL "
-			   "names port %u",
-			   port, env.dsn.port);
+		fault_fail("%s is %s but %s names port %u", st->port_var, port,
+			   st->url_var, env.dsn.port);
 	static const struct fault_scenario sc = {
 		.n_jobs = 10000,
 		.n_workers = WORKERS,

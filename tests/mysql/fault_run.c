@@ -32,14 +32,14 @@ long fault_run_find(const struct fault_run *r, int64_t id)
 static void create_seen_table(struct fault_env *e)
 {
 	char why[512];
-	MYSQL *db = fault_connect(&e->dsn, why, sizeof why);
+	fault_db *db = fault_connect(&e->dsn, why, sizeof why);
 	if (db == NULL)
 		fault_fail("connecting to create the seen table: %s", why);
 	fault_sql(db,
-		  "CREATE TABLE `%s" FAULT_SEEN "` (job_id BIGINT PRIMARY KEY, "
-		  "n INT NOT NULL) ENGINE=InnoDB",
-		  e->prefix);
-	mysql_close(db);
+		  "CREATE TABLE %s" FAULT_SEEN " (job_id BIGINT PRIMARY KEY, "
+		  "n INT NOT NULL)%s",
+		  e->prefix, e->dsn.postgres ? "" : " ENGINE=InnoDB");
+	fault_db_close(db);
 }
 
 /* Enqueues the jobs in atomic batches and keeps their ids, sorted. */
@@ -388,33 +388,41 @@ static void read_jobs(struct fault_run *r)
 			   r->n);
 }
 
+struct seen_read {
+	struct fault_run *r;
+	size_t rows;
+};
+
+static void seen_row(void *arg, const char *const *v, int n)
+{
+	struct seen_read *sr = arg;
+	if (n < 2 || v[0] == NULL || v[1] == NULL)
+		fault_fail("the seen table has a row of NULLs");
+	int64_t id = strtoll(v[0], NULL, 10);
+	long at = fault_run_find(sr->r, id);
+	if (at < 0)
+		fault_fail("the handler recorded job %lld, which was never "
+			   "enqueued",
+			   (long long)id);
+	sr->r->seen[at] = atoi(v[1]);
+	sr->rows++;
+}
+
 /* The handler's records: every job, and only those. */
 static void read_seen(struct fault_run *r)
 {
-	char why[512];
-	MYSQL *db = fault_connect(&r->env->dsn, why, sizeof why);
+	char why[512], sql[256];
+	fault_db *db = fault_connect(&r->env->dsn, why, sizeof why);
 	if (db == NULL)
 		fault_fail("connecting to read the seen table: %s", why);
-	fault_sql(db,
-		  "SELECT job_id, n FROM `%s" FAULT_SEEN "` ORDER BY job_id",
-		  r->env->prefix);
-	MYSQL_RES *res = mysql_store_result(db);
-	if (res == NULL)
-		fault_fail("reading the seen table: %s", mysql_error(db));
-	size_t rows = 0;
-	MYSQL_ROW row;
-	while ((row = mysql_fetch_row(res)) != NULL) {
-		int64_t id = strtoll(row[0], NULL, 10);
-		long at = fault_run_find(r, id);
-		if (at < 0)
-			fault_fail("the handler recorded job %lld, which was "
-				   "never enqueued",
-				   (long long)id);
-		r->seen[at] = atoi(row[1]);
-		rows++;
-	}
-	mysql_free_result(res);
-	mysql_close(db);
+	snprintf(sql, sizeof sql,
+		 "SELECT job_id, n FROM %s" FAULT_SEEN " ORDER BY job_id",
+		 r->env->prefix);
+	struct seen_read sr = { r, 0 };
+	if (fault_db_query(db, sql, seen_row, &sr, why, sizeof why) != 0)
+		fault_fail("reading the seen table: %s", why);
+	fault_db_close(db);
+	size_t rows = sr.rows;
 	if (rows != r->n) {
 		for (size_t i = 0; i < r->n; i++)
 			if (r->seen[i] == 0)

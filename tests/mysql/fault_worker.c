@@ -13,77 +13,43 @@
 /* Where the handler records runs. */
 struct seen_sink {
 	const struct fault_dsn *dsn;
-	char sql[256];
-	pthread_key_t key; /* the thread's struct seen_conn */
+	char table[128];
+	pthread_key_t key; /* the thread's fault_db */
 };
-
-/* One executor thread's connection; owned through the thread key. */
-struct seen_conn {
-	MYSQL *db;
-	MYSQL_STMT *insert;
-};
-
-static void seen_conn_free(struct seen_conn *c)
-{
-	if (c->insert != NULL)
-		mysql_stmt_close(c->insert);
-	if (c->db != NULL)
-		mysql_close(c->db);
-	free(c);
-}
 
 /* The thread key's destructor, when an executor thread ends. */
 static void seen_conn_thread_end(void *p)
 {
-	seen_conn_free(p);
-	mysql_thread_end();
+	fault_db_close(p);
+	fault_db_thread_end();
 }
 
-/* The thread's connection, opened (and the statement prepared) on first
- * use or after a failure; NULL with the reason in `why`. */
-static struct seen_conn *seen_conn_get(struct seen_sink *s, char *why,
-				       size_t why_len)
+/* The thread's connection, opened on first use or after a failure; NULL
+ * with the reason in `why`. */
+static fault_db *seen_conn_get(struct seen_sink *s, char *why, size_t why_len)
 {
-	struct seen_conn *c = pthread_getspecific(s->key);
+	fault_db *c = pthread_getspecific(s->key);
 	if (c != NULL)
 		return c;
-	if ((c = calloc(1, sizeof *c)) == NULL) {
-		snprintf(why, why_len, "out of memory");
+	if ((c = fault_connect(s->dsn, why, why_len)) == NULL)
 		return NULL;
-	}
-	c->db = fault_connect(s->dsn, why, why_len);
-	if (c->db != NULL && (c->insert = mysql_stmt_init(c->db)) != NULL &&
-	    mysql_stmt_prepare(c->insert, s->sql, strlen(s->sql)) == 0) {
-		pthread_setspecific(s->key, c);
-		return c;
-	}
-	if (c->db != NULL)
-		snprintf(why, why_len, "preparing the insert: %s",
-			 c->insert ? mysql_stmt_error(c->insert)
-				   : mysql_error(c->db));
-	seen_conn_free(c);
-	return NULL;
+	fault_db_seen_sql(c, s->table);
+	pthread_setspecific(s->key, c);
+	return c;
 }
 
 /* Adds one to job `id`'s count; 0, or -1 with the reason in `why`. */
 static int seen_record(struct seen_sink *s, int64_t id, char *why,
 		       size_t why_len)
 {
-	struct seen_conn *c = seen_conn_get(s, why, why_len);
+	fault_db *c = seen_conn_get(s, why, why_len);
 	if (c == NULL)
 		return -1;
-	long long v = id;
-	MYSQL_BIND b = { 0 };
-	b.buffer_type = MYSQL_TYPE_LONGLONG;
-	b.buffer = &v;
-	if (mysql_stmt_bind_param(c->insert, &b) == 0 &&
-	    mysql_stmt_execute(c->insert) == 0)
+	if (fault_db_seen_add(c, id, why, why_len) == 0)
 		return 0;
-	snprintf(why, why_len, "%s (error %u)", mysql_stmt_error(c->insert),
-		 mysql_stmt_errno(c->insert));
 	/* Start afresh next time: the server may have gone away. */
 	pthread_setspecific(s->key, NULL);
-	seen_conn_free(c);
+	fault_db_close(c);
 	return -1;
 }
 
@@ -126,10 +92,7 @@ void fault_worker_main(const struct fault_env *e,
 		       const struct fault_scenario *sc, const char *node)
 {
 	struct seen_sink sink = { .dsn = &e->dsn };
-	snprintf(sink.sql, sizeof sink.sql,
-		 "INSERT INTO `%s" FAULT_SEEN "` (job_id, n) VALUES (?, 1) "
-		 "ON DUPLICATE KEY UPDATE n = n + 1",
-		 e->prefix);
+	snprintf(sink.table, sizeof sink.table, "%s" FAULT_SEEN, e->prefix);
 	if (pthread_key_create(&sink.key, seen_conn_thread_end) != 0)
 		_exit(1);
 

@@ -1,6 +1,7 @@
 /*
- * The outbox: jobs enqueued through the application's own MYSQL * inside
- * its open transaction exist exactly when its own writes do — after COMMIT,
+ * The outbox: jobs enqueued through the application's own connection
+ * (MYSQL *, PGconn *) inside its open transaction exist exactly when its
+ * own writes do — after COMMIT,
  * not before and not after a ROLLBACK — for bus_enqueue_tx and for the
  * durable fan-out of bus_publish with bus_dispatch_opts.tx. memory: has no
  * transactions and refuses a tx.
@@ -12,10 +13,9 @@
 
 static struct fault_env env;
 
-static void app_sql(MYSQL *app, const char *sql)
+static void app_sql(fault_db *app, const char *sql)
 {
-	if (mysql_query(app, sql) != 0)
-		fault_fail("%s: %s", sql, mysql_error(app));
+	fault_sql(app, "%s", sql);
 }
 
 static int job_exists(bus *b, int64_t id)
@@ -42,12 +42,12 @@ static size_t jobs_of_kind(bus *b, const char *kind)
 	return n;
 }
 
-static void enqueue_tx_commits_with_the_application(bus *b, MYSQL *app)
+static void enqueue_tx_commits_with_the_application(bus *b, fault_db *app)
 {
 	bus_enqueue_result r;
 	app_sql(app, "START TRANSACTION");
 	fault_sql(app, "INSERT INTO %sorders VALUES (1)", env.prefix);
-	if (bus_enqueue_tx(&r, b, app, "outbox.job", "{\"order\":1}", NULL))
+	if (bus_enqueue_tx(&r, b, fault_db_handle(app), "outbox.job", "{\"order\":1}", NULL))
 		fault_fail("bus_enqueue_tx: %s", bus_error_last()->message);
 	if (job_exists(b, r.id))
 		fault_fail("job %lld is visible before the application's "
@@ -58,7 +58,7 @@ static void enqueue_tx_commits_with_the_application(bus *b, MYSQL *app)
 			   (long long)r.id);
 
 	app_sql(app, "START TRANSACTION");
-	if (bus_enqueue_tx(&r, b, app, "outbox.job", "{\"order\":2}", NULL))
+	if (bus_enqueue_tx(&r, b, fault_db_handle(app), "outbox.job", "{\"order\":2}", NULL))
 		fault_fail("bus_enqueue_tx: %s", bus_error_last()->message);
 	app_sql(app, "ROLLBACK");
 	if (job_exists(b, r.id))
@@ -77,7 +77,7 @@ static int mail(bus_ctx *ctx, void *udata)
 	return 0;
 }
 
-static void publish_fans_out_inside_the_transaction(bus *b, MYSQL *app)
+static void publish_fans_out_inside_the_transaction(bus *b, fault_db *app)
 {
 	bus_handler_opts h = BUS_HANDLER_OPTS_INIT;
 	h.durable = 1;
@@ -85,7 +85,7 @@ static void publish_fans_out_inside_the_transaction(bus *b, MYSQL *app)
 	if (bus_on(b, "outbox.placed", mail, NULL, &h) != 0)
 		fault_fail("bus_on: %s", bus_error_last()->message);
 	bus_dispatch_opts d = BUS_DISPATCH_OPTS_INIT;
-	d.tx = app;
+	d.tx = fault_db_handle(app);
 	bus_publish_result res;
 
 	app_sql(app, "START TRANSACTION");
@@ -132,7 +132,7 @@ int main(void)
 	if (bus_migrate(b) != 0)
 		fault_fail("bus_migrate: %s", bus_error_last()->message);
 	char why[512];
-	MYSQL *app = fault_connect(&env.dsn, why, sizeof why);
+	fault_db *app = fault_connect(&env.dsn, why, sizeof why);
 	if (app == NULL)
 		fault_fail("the application's connection: %s", why);
 	fault_sql(app, "CREATE TABLE %sorders (id INT PRIMARY KEY)",
@@ -142,7 +142,7 @@ int main(void)
 	publish_fans_out_inside_the_transaction(b, app);
 	memory_refuses_a_tx();
 
-	mysql_close(app);
+	fault_db_close(app);
 	bus_close(b);
 	fault_pass("outbox jobs exist exactly when the application commits");
 }

@@ -1,12 +1,15 @@
 /*
- * schema_accept BY_HAND_URL EMPTY_URL: the store on BY_HAND_URL, whose schema
- * was applied from migration/mysql.sql by hand, is used as it is; the store
- * on EMPTY_URL answers BUS_ESCHEMA naming bus_migrate until it is migrated.
- * Run by schema_by_hand.sh. Exits 0 or 1.
+ * schema_accept BY_HAND_URL EMPTY_URL [SQL_FILE]: the store on BY_HAND_URL,
+ * whose schema was applied from SQL_FILE (migration/mysql.sql unless
+ * given) by hand, is used as it is; the store on EMPTY_URL answers
+ * BUS_ESCHEMA naming bus_migrate and SQL_FILE until it is migrated. Run by
+ * mysql/schema_by_hand.sh and postgres/schema_by_hand.sh. Exits 0 or 1.
  */
 #include <bus/bus.h>
 #include <stdio.h>
 #include <string.h>
+
+static const char *sql_file = "migration/mysql.sql";
 
 static int fail(const char *what)
 {
@@ -42,7 +45,7 @@ static int accepts_hand_applied_schema(const char *url)
 	bus_job_free(job);
 	bus_close(b);
 	if (rc == 0)
-		printf("PASS: migration/mysql.sql applied by hand is accepted\n");
+		printf("PASS: %s applied by hand is accepted\n", sql_file);
 	return rc;
 }
 
@@ -56,10 +59,10 @@ static int refuses_missing_schema(const char *url)
 	int rc = bus_job_counts(&counts, &n, b);
 	const char *msg = bus_error_last()->message;
 	if (rc != BUS_ESCHEMA || strstr(msg, "bus_migrate") == NULL ||
-	    strstr(msg, "migration/mysql.sql") == NULL) {
+	    strstr(msg, sql_file) == NULL) {
 		printf("FAIL: an empty database gave %s (%s), expected "
-		       "BUS_ESCHEMA naming bus_migrate and migration/mysql.sql\n",
-		       bus_error_name(rc), msg);
+		       "BUS_ESCHEMA naming bus_migrate and %s\n",
+		       bus_error_name(rc), msg, sql_file);
 		bus_close(b);
 		return 1;
 	}
@@ -79,10 +82,13 @@ static int refuses_missing_schema(const char *url)
 
 int main(int argc, char **argv)
 {
-	if (argc != 3) {
-		fprintf(stderr, "usage: schema_accept BY_HAND_URL EMPTY_URL\n");
+	if (argc != 3 && argc != 4) {
+		fprintf(stderr, "usage: schema_accept BY_HAND_URL EMPTY_URL "
+				"[SQL_FILE]\n");
 		return 2;
 	}
+	if (argc == 4)
+		sql_file = argv[3];
 	int rc = accepts_hand_applied_schema(argv[1]);
 	return refuses_missing_schema(argv[2]) || rc;
 }
