@@ -645,6 +645,14 @@ int bus_worker_start(bus_worker *w)
 	if (rc == 0)
 		rc = bus__worker_listen_start(w);
 	if (rc == 0) {
+		if (pthread_create(&w->lease_watch, NULL,
+				   bus__worker_lease_watch, w) != 0)
+			rc = bus__error_set(BUS_ERROR,
+					    "cannot start the lease watch");
+		else
+			w->lease_watch_started = 1;
+	}
+	if (rc == 0) {
 		if (pthread_create(&w->fetcher, NULL, fetcher, w) != 0)
 			rc = bus__error_set(BUS_ERROR,
 					    "cannot start the fetcher");
@@ -671,7 +679,8 @@ int bus_worker_start(bus_worker *w)
 }
 
 /* Joins every thread that was started (the fetcher last started, first
- * stopped), flushing the completer, then frees children and connections. */
+ * stopped; every thread that submits outcomes before the completer's final
+ * flush), then frees children and connections. */
 static void join_all(struct bus_worker *w)
 {
 	detach_from_bus(w);
@@ -687,20 +696,27 @@ static void join_all(struct bus_worker *w)
 	for (size_t i = 0; i < w->n_slots; i++)
 		if (w->slots[i].started)
 			pthread_join(w->slots[i].thread, NULL);
+	/* The lease keeper submits outcomes too (a waiting job cancelled):
+	 * it stops before the completer's final flush, so that none comes
+	 * after it and is neither written nor freed. */
+	pthread_mutex_lock(&w->lock);
+	w->maintenance_go = 0;
+	pthread_cond_broadcast(&w->tick);
+	pthread_mutex_unlock(&w->lock);
+	if (w->lease_keeper_started)
+		pthread_join(w->lease_keeper, NULL);
+	if (w->lease_watch_started)
+		pthread_join(w->lease_watch, NULL);
 	pthread_mutex_lock(&w->lock);
 	w->completer_done = 1;
-	w->maintenance_go = 0;
 	pthread_cond_broadcast(&w->flush);
-	pthread_cond_broadcast(&w->tick);
 	pthread_mutex_unlock(&w->lock);
 	if (w->completer_started)
 		pthread_join(w->completer, NULL);
 	if (w->maintenance_started)
 		pthread_join(w->maintenance, NULL);
-	if (w->lease_keeper_started)
-		pthread_join(w->lease_keeper, NULL);
 	w->fetcher_started = w->completer_started = w->maintenance_started = 0;
-	w->lease_keeper_started = 0;
+	w->lease_keeper_started = w->lease_watch_started = 0;
 	for (size_t i = 0; i < w->n_slots; i++)
 		w->slots[i].started = 0;
 	free_children(w);

@@ -3,8 +3,9 @@
  *
  *   fetcher ──claim──▶ per-queue FIFO ──▶ executors (one thread per slot)
  *                                           │ outcome, decided by policy.c
- *   leases: renew, cancel requests,         ▼
- *   stop jobs whose lease ran out         completer ──finish (batched)──▶ store
+ *   leases: renew, cancel requests          ▼
+ *   lease watch (no store calls): stop    completer ──finish (batched)──▶ store
+ *     jobs whose lease ran out
  *   maintenance: rescue, prune
  *
  * One mutex guards the FIFOs, the slots and the completer's batch; store
@@ -84,8 +85,9 @@ struct finish_batch {
 	size_t len, cap;
 };
 
-/* What the lease keeper knows of a job it renews: when its lease runs out
- * on this machine's monotonic clock, unless renewed (worker_lease.c). */
+/* What the lease watch knows of a job the worker holds: when its lease
+ * runs out on this machine's monotonic clock, unless the keeper renews it
+ * (worker_lease.c). */
 struct lease_entry {
 	int64_t id;
 	int attempt;
@@ -130,15 +132,17 @@ struct bus_worker {
 	 * until they are stored). */
 	const bus_store_finish *writing;
 	size_t n_writing;
-	/* The lease keeper's table, sorted by (id, attempt); its own. */
+	/* The lease watch's table, sorted by (id, attempt), under the lock:
+	 * the watch owns it (adds, drops, frees), the keeper moves the
+	 * deadlines of the jobs it renewed. */
 	struct lease_entry *leases;
 	size_t n_leases;
 
 	atomic_int stop_requested; /* set from a signal handler */
 	int stop_pipe[2];          /* written from a signal handler */
-	pthread_t fetcher, completer, maintenance, lease_keeper;
+	pthread_t fetcher, completer, maintenance, lease_keeper, lease_watch;
 	int fetcher_started, completer_started, maintenance_started,
-		lease_keeper_started;
+		lease_keeper_started, lease_watch_started;
 	/* Each thread's own connection (one shared instance for memory:). */
 	bus_store *fetch_store, *complete_store, *maint_store, *lease_store;
 	/* Push wake-up (worker_listen.c), when the store has it. */
@@ -172,8 +176,10 @@ int bus__worker_submit(struct bus_worker *w, const bus_store_finish *f,
 		       struct worker_queue *owner);
 /* worker_maint.c: the maintenance thread (rescue, prune). */
 void *bus__worker_maintenance(void *w);
-/* worker_lease.c: the lease keeper thread. */
+/* worker_lease.c: the lease keeper thread (renewals, cancel requests),
+ * and the lease watch (stops jobs whose lease ran out; no store calls). */
 void *bus__worker_lease_keeper(void *w);
+void *bus__worker_lease_watch(void *w);
 
 /* worker_complete.c: records outcomes with per-item isolation: a batch the
  * store refuses while it answers is halved until the refused items are

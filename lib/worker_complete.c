@@ -300,8 +300,8 @@ size_t bus__worker_finish_isolated(struct bus_worker *w, bus_store *s,
 	return x.unwritten;
 }
 
-/* `go`: maintenance_go, cleared with completer_done when the worker
- * stops. */
+/* `go`: maintenance_go, cleared just before completer_done when the
+ * worker stops (once the lease keeper is joined). */
 static void write_batch(struct bus_worker *w, bus_store_finish *items,
 			size_t n, const int *go)
 {

@@ -7,14 +7,20 @@
  *  - stops the jobs that are no longer this worker's (rescued meanwhile);
  *  - reads the cancel requests of the jobs it holds (every cancel_check_ms)
  *    and stops those: a running handler is aborted, a waiting job is not
- *    started, and both are recorded cancelled;
- *  - stops a job whose lease has run out without a renewal (the store is
- *    unreachable, say): another node may rescue and rerun it, so it must
- *    not run on here. Its outcome is not recorded; the rescue decides.
+ *    started, and both are recorded cancelled.
  *
- * Deadlines are kept on this machine's monotonic clock: a renewal that
- * began at t holds the lease until t + lease; a job first seen at a tick
- * was claimed after the tick before, whose time is taken as its start.
+ * The lease watch: a thread that never calls the store, and stops a job
+ * whose lease has run out without a renewal (the store is unreachable,
+ * say): another node may rescue and rerun it, so it must not run on here.
+ * Its outcome is not recorded; the rescue decides. It is not the keeper's
+ * job, since a store call of the keeper's may hang for longer than a lease
+ * (a reconnect cycle, a server that does not answer), and the stop would
+ * come that much late.
+ *
+ * Deadlines are kept on this machine's monotonic clock, in the watch's
+ * table: a renewal that began at t holds the lease until t + lease; a job
+ * the watch first sees at a tick was claimed after its tick before, whose
+ * time is taken as its start.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -195,7 +201,8 @@ static int store_answers(struct bus_worker *w, int64_t id, int attempt)
  * 0 when the store does not answer: then the jobs are not tried one by
  * one, since in an outage each call may last as long as the store's
  * reconnect cycle, and n of them would hold up this thread -- and with it
- * the stop of the jobs whose lease runs out meanwhile -- n times as long. */
+ * the renewal of the other jobs and the cancel checks -- n times as
+ * long. */
 static int renew_chunk(struct bus_worker *w, const int64_t *ids,
 		       const int *attempts, size_t n, signed char *held,
 		       int *failures)
@@ -322,10 +329,9 @@ out:
 	free(pending);
 }
 
-/* Stops what holds a lease that ran out without a renewal. Returns the
- * earliest deadline still to come (monotonic ns; INT64_MAX: none), so
- * that the keeper wakes for it rather than at its next renewal or cancel
- * check, which may come up to lease_ms / 3 (or cancel_check_ms) later. */
+/* Stops what holds a lease that ran out without a renewal (takes the lock
+ * per job). Returns the earliest deadline still to come (monotonic ns;
+ * INT64_MAX: none), so that the watch wakes for it. */
 static int64_t enforce(struct bus_worker *w, const struct held *h, size_t n,
 		       int64_t now)
 {
@@ -376,44 +382,74 @@ void *bus__worker_lease_keeper(void *arg)
 	int64_t check_ms = w->cancel_check_ms;
 	int64_t now = bus__mono_ns() / 1000000;
 	int64_t next_renew = now + renew_ms, next_check = now + check_ms;
-	int64_t last_tick_ns = bus__mono_ns();
 	pthread_mutex_lock(&w->lock);
 	while (w->maintenance_go) {
 		struct held *h = NULL;
 		size_t n = 0;
-		int64_t tick_ns = bus__mono_ns();
-		if (collect(w, &h, &n) == 0)
-			table_update(w, h, n, last_tick_ns + w->lease_us * 1000);
-		last_tick_ns = tick_ns;
+		int rc = collect(w, &h, &n);
 		pthread_mutex_unlock(&w->lock);
-		now = tick_ns / 1000000;
+		now = bus__mono_ns() / 1000000;
 		/* A store that did not answer the renewal is not asked for
-		 * cancel requests now either: the stop of expired leases
-		 * (enforce) must not wait behind a second slow failure. */
+		 * cancel requests now either: a second slow failure would
+		 * hold up the next renewal. */
 		int answered = 1;
-		if (n > 0 && now >= next_renew)
+		if (rc == 0 && n > 0 && now >= next_renew)
 			answered = renew(w, h, n);
 		if (now >= next_renew)
 			next_renew = now + renew_ms;
-		if (n > 0 && answered && now >= next_check)
+		if (rc == 0 && n > 0 && answered && now >= next_check)
 			check_cancels(w, h, n);
 		if (now >= next_check)
 			next_check = now + check_ms;
-		int64_t deadline_ns = n > 0 ? enforce(w, h, n, bus__mono_ns())
-					    : INT64_MAX;
 		free(h);
 		int64_t next = next_renew < next_check ? next_renew
 						       : next_check;
-		if (deadline_ns != INT64_MAX && deadline_ns / 1000000 + 1 < next)
-			next = deadline_ns / 1000000 + 1;
 		now = bus__mono_ns() / 1000000;
 		bus__worker_nap(w, next > now ? next - now : 0,
 				&w->maintenance_go, 0);
 		pthread_mutex_lock(&w->lock);
 	}
 	pthread_mutex_unlock(&w->lock);
+	return NULL;
+}
+
+void *bus__worker_lease_watch(void *arg)
+{
+	struct bus_worker *w = arg;
+	/* Ticks as often as the keeper renews, so that a job first seen at
+	 * a tick gets a deadline (the tick before + lease) at least two
+	 * thirds of a lease away, and the keeper renews it before then. */
+	int64_t period_ms = w->lease_us / 3000;
+	if (period_ms < 1)
+		period_ms = 1;
+	int64_t last_tick_ns = bus__mono_ns();
+	pthread_mutex_lock(&w->lock);
+	while (w->maintenance_go) {
+		struct held *h = NULL;
+		size_t n = 0;
+		int64_t tick_ns = bus__mono_ns();
+		int64_t next_ns = tick_ns + period_ms * 1000000;
+		int rc = collect(w, &h, &n);
+		if (rc == 0)
+			table_update(w, h, n, last_tick_ns + w->lease_us * 1000);
+		last_tick_ns = tick_ns;
+		pthread_mutex_unlock(&w->lock);
+		if (rc == 0 && n > 0) {
+			int64_t deadline_ns = enforce(w, h, n, bus__mono_ns());
+			if (deadline_ns < next_ns)
+				next_ns = deadline_ns;
+		}
+		free(h);
+		int64_t wait_ns = next_ns - bus__mono_ns();
+		/* Rounded up: woken a little after the deadline, not just
+		 * before it. */
+		bus__worker_nap(w, wait_ns > 0 ? wait_ns / 1000000 + 1 : 0,
+				&w->maintenance_go, 0);
+		pthread_mutex_lock(&w->lock);
+	}
 	free(w->leases);
 	w->leases = NULL;
 	w->n_leases = 0;
+	pthread_mutex_unlock(&w->lock);
 	return NULL;
 }

@@ -16,6 +16,8 @@
  *  - when renewals fail, a running job is stopped once its lease has run
  *    out (its handler sees bus_ctx_expired) and its outcome is not
  *    recorded; rescued later, it runs again;
+ *  - the stop of a job whose lease ran out does not wait for the lease
+ *    keeper's store calls (a renewal that hangs);
  *  - renewals go on while a rescue or prune is slow.
  */
 #include <stdatomic.h>
@@ -48,6 +50,10 @@ static atomic_int lease_calls_mute;
  * since the last cancel_pending (0: none). */
 static atomic_int single_extends;
 static atomic_int last_extend_n;
+/* The lease keeper's calls do not return while set (at most a minute), as
+ * a store's do that neither answers nor drops the connection. */
+static atomic_int lease_calls_hang;
+static atomic_int lease_hanging; /* lease keeper calls hanging now */
 
 static int poisoned(const bus_store_finish *it)
 {
@@ -98,10 +104,21 @@ static int faulty_get(bus_store *s, int64_t id, bus_job **out)
 	return real->get(s, id, out);
 }
 
+static void lease_call_hang(void)
+{
+	if (!atomic_load(&lease_calls_hang))
+		return;
+	atomic_fetch_add(&lease_hanging, 1);
+	for (int i = 0; i < 12000 && atomic_load(&lease_calls_hang); i++)
+		sleep_ms(5);
+	atomic_fetch_sub(&lease_hanging, 1);
+}
+
 static int faulty_extend(bus_store *s, int64_t now, const char *node,
 			 int64_t lease_us, const int64_t *ids,
 			 const int *attempts, size_t n, unsigned char *held)
 {
+	lease_call_hang();
 	if (atomic_load(&extend_down))
 		return bus__error_set(BUS_EBACKEND,
 				      "simulated outage: renewals fail");
@@ -120,6 +137,7 @@ static int faulty_cancel_pending(bus_store *s, const char *node,
 				 const int64_t *ids, const int *attempts,
 				 size_t n, unsigned char *pending)
 {
+	lease_call_hang();
 	if (atomic_load(&lease_calls_mute)) {
 		atomic_store(&last_extend_n, 0);
 		sleep_ms(50);
@@ -181,6 +199,7 @@ static bus *open_faulty(struct test_clock *clock)
 	atomic_store(&lease_calls_mute, 0);
 	atomic_store(&single_extends, 0);
 	atomic_store(&last_extend_n, 0);
+	atomic_store(&lease_calls_hang, 0);
 	real = b->store.ops;
 	faulty = *real;
 	faulty.finish = faulty_finish;
@@ -200,6 +219,7 @@ static void close_faulty(bus *b)
 	atomic_store(&extend_down, 0);
 	atomic_store(&slow_maintenance, 0);
 	atomic_store(&lease_calls_mute, 0);
+	atomic_store(&lease_calls_hang, 0);
 	bus_close(b);
 }
 
@@ -500,6 +520,40 @@ START_TEST(a_store_that_does_not_answer_is_not_asked_lease_by_lease)
 }
 END_TEST
 
+/* The stop of a job whose lease ran out does not wait for the lease
+ * keeper's store calls: with a renewal that does not return (for a minute,
+ * three times the test's wait), the job is stopped at its local deadline,
+ * while that renewal still hangs -- before another node could rescue and
+ * rerun it. */
+START_TEST(a_job_is_stopped_at_its_deadline_while_renewals_hang)
+{
+	struct hold h = { 0, 0, 0, 0 };
+	bus *b = open_faulty(NULL);
+	contract_handle(b, "faults.hang", hold_first, &h, NULL, "faults.h");
+	int64_t id = enqueue_ok(b, "faults.hang", "{}", NULL, BUS_INSERTED);
+	bus_worker *w = contract_start_worker(
+		b, &(struct contract_worker_opts){ .queue = "faults.h",
+						   .lease_ms = 600,
+						   .rescue_interval_ms = 600000 });
+	wait_atomic(&h.started, 1, "the handler to start");
+	atomic_store(&lease_calls_hang, 1);
+	wait_atomic(&h.returned, 1, "the handler to be stopped");
+	ck_assert_int_eq(atomic_load(&h.saw_expired), 1);
+	wait_for(lease_lost, w, "the worker to count the lost lease");
+	ck_assert_msg(atomic_load(&lease_hanging) > 0,
+		      "the job was stopped only after the hung store call "
+		      "returned");
+	atomic_store(&lease_calls_hang, 0);
+	/* Its outcome is not recorded: the rescue decides. */
+	sleep_ms(CONTRACT_SETTLE_MS);
+	bus_job *j = get_job(b, id);
+	ck_assert_str_eq(bus_job_state_name(j->state), "executing");
+	bus_job_free(j);
+	bus_worker_free(w);
+	close_faulty(b);
+}
+END_TEST
+
 struct lease_wait {
 	bus *b;
 	int64_t id, want, seen;
@@ -568,6 +622,7 @@ int main(void)
 	tcase_add_test(tc, renewals_go_on_while_maintenance_is_slow);
 	tcase_add_test(tc,
 		       a_store_that_does_not_answer_is_not_asked_lease_by_lease);
+	tcase_add_test(tc, a_job_is_stopped_at_its_deadline_while_renewals_hang);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_ENV);
