@@ -22,13 +22,42 @@ static int list_add(const char ***list, const char *v)
 
 const char *cli_redact(const char *arg, char *buf, size_t size)
 {
-	/* scheme://user:password@host...: show the password as "***". */
+	/* scheme://user:password@host...: show the password as "***". The
+	 * stores take the LAST '@' as the end of the user part (an unencoded
+	 * '@' in a password works), so everything up to the last '@' is
+	 * masked; a "password=" option (libpq's) is masked too. */
 	const char *sep = strstr(arg, "://");
-	const char *at = sep ? strchr(sep + 3, '@') : NULL;
-	const char *colon = sep ? strchr(sep + 3, ':') : NULL;
-	if (at == NULL || colon == NULL || colon > at)
+	const char *at = NULL, *colon = sep ? strchr(sep + 3, ':') : NULL;
+	for (const char *p = sep ? sep + 3 : arg; sep && *p; p++)
+		if (*p == '@')
+			at = p;
+	const char *pw = strstr(arg, "password=");
+	if ((at == NULL || colon == NULL || colon > at) && pw == NULL)
 		return arg;
-	snprintf(buf, size, "%.*s:***%s", (int)(colon - arg), arg, at);
+	size_t o = 0;
+	const char *p = arg;
+	buf[0] = '\0';
+#define EMIT(s, n)                                                             \
+	do {                                                                   \
+		size_t n_ = (n);                                               \
+		if (o + n_ >= size)                                            \
+			n_ = size - 1 - o;                                     \
+		memcpy(buf + o, (s), n_);                                      \
+		o += n_;                                                       \
+		buf[o] = '\0';                                                 \
+	} while (0)
+	if (at != NULL && colon != NULL && colon < at) {
+		EMIT(arg, (size_t)(colon - arg));
+		EMIT(":***", 4);
+		p = at;
+	}
+	while ((pw = strstr(p, "password=")) != NULL) {
+		EMIT(p, (size_t)(pw - p) + 9);
+		EMIT("***", 3);
+		p = pw + 9 + strcspn(pw + 9, "& ");
+	}
+	EMIT(p, strlen(p));
+#undef EMIT
 	return buf;
 }
 

@@ -2,10 +2,13 @@
  * The smallest HTTP server that a Prometheus scraper needs: one connection
  * at a time, GET (or HEAD) /metrics answered with the text exposition
  * format, 404 for other paths, 405 for other methods, and the connection
- * closed after each answer. A client gets 5 seconds to send its request, so
- * a silent one cannot hold the server.
+ * closed after each answer. A client gets 5 seconds in all to send its
+ * request and 10 seconds to take the answer: deadlines for the whole
+ * exchange, not for each read or write, so that a client trickling a byte
+ * at a time cannot hold the server (it serves one connection at a time).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -14,6 +17,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -88,12 +92,45 @@ int http_port(const struct http_server *s)
 	return s->port;
 }
 
-static void send_all(int fd, const char *p, size_t n)
+#define REQUEST_MS 5000
+#define ANSWER_MS 10000
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Waits until fd is ready for `events` or the deadline passes: 1 ready,
+ * 0 not (deadline, error or hang-up). */
+static int ready(int fd, short events, int64_t deadline)
+{
+	for (;;) {
+		int64_t left = deadline - now_ms();
+		if (left <= 0)
+			return 0;
+		struct pollfd p = {fd, events, 0};
+		int n = poll(&p, 1, left > 1000 ? 1000 : (int)left);
+		if (n < 0 && errno != EINTR)
+			return 0;
+		if (n > 0)
+			return (p.revents & events) != 0 ||
+			       (p.revents & POLLHUP) == 0;
+	}
+}
+
+static void send_all(int fd, const char *p, size_t n, int64_t deadline)
 {
 	while (n > 0) {
 		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
 		if (w < 0 && errno == EINTR)
 			continue;
+		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			if (!ready(fd, POLLOUT, deadline))
+				return;
+			continue;
+		}
 		if (w <= 0)
 			return;
 		p += w;
@@ -104,21 +141,21 @@ static void send_all(int fd, const char *p, size_t n)
 static void respond(int fd, const char *status, const char *type,
 		    const char *body, size_t len, int head)
 {
+	int64_t deadline = now_ms() + ANSWER_MS;
 	char h[256];
 	int n = snprintf(h, sizeof h,
 			 "HTTP/1.0 %s\r\nContent-Type: %s\r\n"
 			 "Content-Length: %zu\r\nConnection: close\r\n\r\n",
 			 status, type, len);
-	send_all(fd, h, (size_t)n);
+	send_all(fd, h, (size_t)n, deadline);
 	if (!head)
-		send_all(fd, body, len);
+		send_all(fd, body, len, deadline);
 }
 
 static void answer(int fd, http_render_fn fn, void *udata)
 {
-	struct timeval tv = {5, 0};
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	int64_t deadline = now_ms() + REQUEST_MS;
 	char req[8192];
 	size_t len = 0;
 	/* Read up to the end of the headers; only the request line counts. */
@@ -126,6 +163,11 @@ static void answer(int fd, http_render_fn fn, void *udata)
 		ssize_t r = recv(fd, req + len, sizeof req - 1 - len, 0);
 		if (r < 0 && errno == EINTR)
 			continue;
+		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			if (!ready(fd, POLLIN, deadline))
+				break;
+			continue;
+		}
 		if (r <= 0)
 			break;
 		len += (size_t)r;

@@ -203,6 +203,19 @@ jobs cancel 1"
 	run "$BUS" 'nosuchstore://u:s3cr3t@127.0.0.1/x' stats
 	expect_status 2 "a URL given as the command"
 	expect_err "nosuchstore://u:\*\*\*@127.0.0.1/x" "the URL is shown without its password"
+	# The stores end the user part at the LAST '@' (an unencoded '@' in a
+	# password works), so no piece of such a password may show either.
+	run "$BUS" 'nosuchstore://u:pa@Zq9secret@127.0.0.1/x' stats
+	expect_status 2 "a URL with an '@' in its password given as the command"
+	if grep -qF "Zq9secret" "$TMP/err"; then
+		fail "a piece of a password with an '@' was printed"
+	else ok "no piece of a password with an '@' is printed"; fi
+	expect_err "nosuchstore://u:\*\*\*@127.0.0.1/x" "the URL with an '@' in its password is masked"
+	run "$BUS" --bogus='postgres://h/db?password=Zq9secret&x=1' stats
+	expect_status 2 "an unknown option holding a password= option"
+	if grep -qF "Zq9secret" "$TMP/err"; then
+		fail "a password= option value was printed"
+	else ok "a password= option value is not printed"; fi
 }
 
 # alive PID: the process exists and is not a zombie waiting to be reaped
@@ -351,12 +364,16 @@ scenario_metrics() {
 		fail "work --metrics did not say where it listens: $(cat "$TMP/met.err")"
 	fi
 	wait_for "$out/ran.3" 60
-	# Poll until the completer wrote the outcomes (a liveness bound).
+	# Poll until the completer wrote the outcomes and counted them (the
+	# store shows a job completed a moment before the worker's counter
+	# moves; a liveness bound).
 	n=0
 	while [ $n -lt 100 ]; do
 		code=$(fetch_metrics "$port" "$TMP/metrics.txt")
 		"$PROMCHECK" "$TMP/metrics.txt" \
-			--expect 'bus_jobs{queue="m",state="completed"} 3' >/dev/null 2>&1 && break
+			--expect 'bus_jobs{queue="m",state="completed"} 3' \
+			--expect 'bus_worker_outcomes_total{node="metrics-node",outcome="completed"} 3' \
+			>/dev/null 2>&1 && break
 		sleep 0.2
 		n=$((n + 1))
 	done
@@ -388,6 +405,20 @@ scenario_metrics() {
 	[ "$code" = 404 ] && ok "another path: 404" || fail "another path: $code"
 	code=$(curl -sS --max-time 10 -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.1:$port/metrics")
 	[ "$code" = 405 ] && ok "POST: 405" || fail "POST: $code"
+	# A client trickling its request a byte every 2 s (each read well
+	# within any per-read timeout) for 40 s must not hold the server,
+	# which serves one connection at a time: the request has 5 s in all.
+	perl -MIO::Socket::INET -e '
+		my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$ARGV[0]") or exit 1;
+		$s->autoflush(1);
+		for (1 .. 20) { print $s "G" or exit 0; sleep 2; }' "$port" &
+	slow=$!
+	sleep 1
+	code=$(curl -sS --max-time 25 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/metrics")
+	[ "$code" = 200 ] && ok "a trickling client does not hold the metrics server" ||
+		fail "with a trickling client connected, GET /metrics: '$code'"
+	kill $slow 2>/dev/null
+	wait $slow 2>/dev/null
 	kill -TERM $pid
 	wait $pid
 	status=$?
@@ -427,4 +458,68 @@ queues pause ml"
 	if "$PROMCHECK" "$TMP/out" --expect 'bus_jobs{queue="ml",state="available"} 2' \
 		>"$TMP/promcheck.out" 2>&1; then ok "bus metrics --print: valid"
 	else fail "bus metrics --print: $(cat "$TMP/promcheck.out")"; fi
+}
+
+# What every SQL store's tool test runs (cli_mysql.sh, cli_postgres.sh):
+# the password among the secrets, the scenarios, then commands in
+# separate processes sharing the store.
+sql_store_cases() {
+	pw=$(url_password "$STORE_URL")
+	[ -n "$pw" ] && add_secret "$pw"
+	add_secret "$(printf '%s\n' "$STORE_URL" | sed -n 's|^[a-z0-9]*://[^:/@]*:\([^@]*\)@.*|\1|p')"
+	add_secret "Wr0ngPassw0rd"
+	scenario_admin
+	scenario_errors
+	scenario_exec
+	scenario_sigterm
+	scenario_metrics
+	scenario_metrics_listen
+
+	# Separate processes share the store: the usual way to use the tool.
+	use_store sep
+	run "$BUS" migrate --check
+	expect_status 5 "migrate --check on a store without the schema"
+	expect_err "schema is missing.*run 'bus migrate'" "the schema message says what to run"
+	expect_one_err_line "schema missing"
+	run "$BUS" jobs list
+	expect_status 5 "jobs list without the schema"
+	run "$BUS" migrate
+	expect_status 0 "migrate"
+	run "$BUS" migrate --check
+	expect_status 0 "migrate --check after migrate"
+	run "$BUS" enqueue sep.job '{"n":1}' --queue sep
+	expect_status 0 "enqueue"
+	id=$(last_id)
+	run "$BUS" --json jobs show "$id"
+	expect_out '"state":"available"' "another process sees the job"
+	run "$BUS" work --queue sep --exec 'cat >/dev/null' --drain
+	expect_status 0 "work --drain in its own process"
+	run "$BUS" jobs show "$id"
+	expect_out '^state +completed$' "the job was completed by the worker process"
+}
+
+# Server errors: a distinct status, one line, no password. $1, $2, $3:
+# patterns the store's messages for a wrong password, an unreachable server
+# and an unknown URL option must match (empty: not checked).
+sql_server_errors() {
+	base=$(printf '%s\n' "$STORE_URL" | sed 's|^\([a-z0-9]*://[^:/@]*\):[^@]*@|\1:Wr0ngPassw0rd@|')
+	run "$BUS" --url "$base" stats
+	expect_status 4 "wrong password"
+	[ -n "$1" ] && expect_err "$1" "wrong password message"
+	expect_one_err_line "wrong password"
+	unreachable=$(printf '%s\n' "$STORE_URL" | sed 's|@[^/]*/|@127.0.0.1:1/|')
+	run "$BUS" --url "$unreachable" stats
+	expect_status 4 "unreachable server"
+	[ -n "$2" ] && expect_err "$2" "unreachable server message"
+	expect_one_err_line "unreachable server"
+	BUS_URL=$unreachable run "$BUS" jobs list
+	expect_status 4 "unreachable server through BUS_URL"
+	case $STORE_URL in *\?*) bad="$STORE_URL&nosuchoption=1" ;; *) bad="$STORE_URL?nosuchoption=1" ;; esac
+	run "$BUS" --url "$bad" stats
+	expect_status 3 "URL with an unknown option"
+	[ -n "$3" ] && expect_err "$3" "bad URL message"
+	expect_one_err_line "bad URL"
+	run "$BUS" "$STORE_URL" stats
+	expect_status 2 "the URL given as a command"
+	expect_err ":\*\*\*@" "the password is masked"
 }

@@ -15,39 +15,7 @@ fi
 . "${top_srcdir:-..}/tests/tools/cli_setup.sh"
 export BUS_BACKEND_DIR=$BUS_MYSQL_BACKEND_DIR
 STORE_URL=$BUS_TEST_MYSQL_URL
-pw=$(url_password "$STORE_URL")
-[ -n "$pw" ] && add_secret "$pw"
-add_secret "$(printf '%s\n' "$STORE_URL" | sed -n 's|^[a-z0-9]*://[^:/@]*:\([^@]*\)@.*|\1|p')"
-add_secret "Wr0ngPassw0rd"
-
-scenario_admin
-scenario_errors
-scenario_exec
-scenario_sigterm
-scenario_metrics
-scenario_metrics_listen
-
-# Separate processes share the store: the usual way to use the tool.
-use_store sep
-run "$BUS" migrate --check
-expect_status 5 "migrate --check on a store without the schema"
-expect_err "schema is missing.*run 'bus migrate'" "the schema message says what to run"
-expect_one_err_line "schema missing"
-run "$BUS" jobs list
-expect_status 5 "jobs list without the schema"
-run "$BUS" migrate
-expect_status 0 "migrate"
-run "$BUS" migrate --check
-expect_status 0 "migrate --check after migrate"
-run "$BUS" enqueue sep.job '{"n":1}' --queue sep
-expect_status 0 "enqueue"
-id=$(last_id)
-run "$BUS" --json jobs show "$id"
-expect_out '"state":"available"' "another process sees the job"
-run "$BUS" work --queue sep --exec 'cat >/dev/null' --drain
-expect_status 0 "work --drain in its own process"
-run "$BUS" jobs show "$id"
-expect_out '^state +completed$' "the job was completed by the worker process"
+sql_store_cases
 
 # A cancel from another process stops a running command: the request is
 # recorded, the worker kills the command's process group, the job ends
@@ -83,25 +51,5 @@ else
 	[ -n "$pid" ] && kill "$pid" 2>/dev/null
 fi
 
-# Server errors: a distinct status, one line, no password.
-base=$(printf '%s\n' "$STORE_URL" | sed 's|^\([a-z0-9]*://[^:/@]*\):[^@]*@|\1:Wr0ngPassw0rd@|')
-run "$BUS" --url "$base" stats
-expect_status 4 "wrong password"
-expect_err "Access denied" "wrong password message"
-expect_one_err_line "wrong password"
-unreachable=$(printf '%s\n' "$STORE_URL" | sed 's|@[^/]*/|@127.0.0.1:1/|')
-run "$BUS" --url "$unreachable" stats
-expect_status 4 "unreachable server"
-expect_err "cannot connect" "unreachable server message"
-expect_one_err_line "unreachable server"
-BUS_URL=$unreachable run "$BUS" jobs list
-expect_status 4 "unreachable server through BUS_URL"
-case $STORE_URL in *\?*) bad="$STORE_URL&nosuchoption=1" ;; *) bad="$STORE_URL?nosuchoption=1" ;; esac
-run "$BUS" --url "$bad" stats
-expect_status 3 "URL with an unknown option"
-expect_err "bad URL: unknown option 'nosuchoption'" "bad URL message"
-expect_one_err_line "bad URL"
-run "$BUS" "$STORE_URL" stats
-expect_status 2 "the URL given as a command"
-expect_err ":\*\*\*@" "the password is masked"
+sql_server_errors "Access denied" "cannot connect" "bad URL: unknown option 'nosuchoption'"
 cli_done
