@@ -279,6 +279,51 @@ START_TEST(claim_orders_by_priority_then_scheduled_at_then_id)
 }
 END_TEST
 
+/* One batch, in an order unlike the claim order, with jobs due "now" (no
+ * scheduled_at: the batch's now, equal for all of them), then one more such
+ * job on its own: the batch's ids follow its order, and claims of one job
+ * at a time take exactly the claim order, equal priorities and times by id
+ * (each claim the head of what is left; the worker runs them so). */
+START_TEST(single_claims_follow_claim_order_in_a_batch)
+{
+	enum { N = 8 };
+	static const int prio[N] = { 2, 1, 1, 2, -1, 1, 1, 1 };
+	static const int64_t back_s[N] = { 10, 0, 20, 10, 0, 0, 0, 5 };
+	bus_store_new_job jobs[N];
+	for (int i = 0; i < N; i++)
+		jobs[i] = job_in("q", prio[i],
+				 back_s[i] ? T0 - back_s[i] * SEC : 0);
+	bus_enqueue_result r[N];
+	ck_assert_int_eq(ops->insert(st, T0, jobs, N, r), 0);
+	for (int i = 0; i < N; i++) {
+		ck_assert_int_eq(r[i].status, BUS_INSERTED);
+		if (i > 0)
+			ck_assert_msg(r[i].id > r[i - 1].id,
+				      "batch job %d has id %lld, not above "
+				      "job %d's %lld",
+				      i, (long long)r[i].id, i - 1,
+				      (long long)r[i - 1].id);
+		bus_job *row = get(r[i].id);
+		ck_assert_int_eq(row->scheduled_at,
+				 back_s[i] ? T0 - back_s[i] * SEC : T0);
+		bus_job_free(row);
+	}
+	bus_store_new_job later = job_in("q", 1, 0);
+	int64_t alone = insert1(&later);
+	ck_assert_int_gt(alone, r[N - 1].id);
+
+	const int64_t want[] = { r[4].id, r[2].id, r[7].id, r[1].id, r[5].id,
+				 r[6].id, alone,   r[0].id, r[3].id };
+	for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
+		int64_t got = claim1(T0, "q");
+		ck_assert_msg(got == want[i],
+			      "claim %zu took job %lld, expected job %lld", i,
+			      (long long)got, (long long)want[i]);
+	}
+	ck_assert_int_eq(claim1(T0, "q"), 0);
+}
+END_TEST
+
 /* Random priorities and times, some jobs cancelled out of the middle of
  * the heaps: the claim order is still exactly the sorted order. */
 START_TEST(claim_order_holds_after_random_removals)
@@ -1475,6 +1520,7 @@ void store_cases_add(TCase *tc, const struct store_fixture *f)
 	tcase_add_test(tc, insert_rejects_missing_fields_and_inserts_nothing);
 	tcase_add_test(tc, claim_orders_by_priority_then_scheduled_at_then_id);
 	tcase_add_test(tc, claim_order_holds_after_random_removals);
+	tcase_add_test(tc, single_claims_follow_claim_order_in_a_batch);
 	tcase_add_test(tc, scheduled_jobs_wait_for_their_time);
 	tcase_add_test(tc, a_claim_with_an_earlier_now_takes_nothing_early);
 	tcase_add_test(tc, available_jobs_are_claimable_whatever_their_time);
