@@ -417,8 +417,16 @@ static int lost_session_end(struct my_conn *c)
 			return 0;
 		}
 		/* The lock names a random token only that session took, so
-		 * `owner` is that session and no other. */
-		if (!killed && mysql_kill(c->db, (unsigned long)owner) != 0 &&
+		 * `owner` is that session and no other. A KILL statement,
+		 * not mysql_kill: COM_PROCESS_KILL carries 32 bits, and a
+		 * server's connection ids grow past them (the KILL would
+		 * reach another connection, or none). The id is a number
+		 * the server gave, formatted here: no text of anyone's. */
+		char kill[48];
+		int len = snprintf(kill, sizeof kill, "KILL CONNECTION %lld",
+				   owner);
+		if (!killed &&
+		    mysql_real_query(c->db, kill, (unsigned long)len) != 0 &&
 		    mysql_errno(c->db) != ER_NO_SUCH_THREAD)
 			return bus__my_db_fail(c);
 		killed = 1;
