@@ -40,6 +40,11 @@
  *                        connection, new ones included (they are accepted
  *                        and held); the sockets stay open.
  *   resume               pass bytes again.
+ *   orphan               from now on, a connection a rule resets is
+ *                        reset on the client's side only: the server's
+ *                        side stays open (never read again), so the
+ *                        server's session lives on, as when the client's
+ *                        network dies unseen by the server.
  *   reset-all            reset every connection now.
  *   disarm               forget an armed drop-reply or reset-mid.
  *   stats                "ok accepted=N open=N fired=N": connections made,
@@ -119,6 +124,11 @@ static char pattern[PATTERN_MAX];
 static char prior[PATTERN_MAX]; /* "": no prior statement needed */
 static long rule_arg;		/* BYTES or ERRNO */
 static unsigned long accepted, fired;
+/* orphan: the server sides of connections reset by a rule, kept open. */
+static int orphan;
+#define ORPHANS_MAX 64
+static int orphans[ORPHANS_MAX];
+static int n_orphans;
 
 static void reply(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void reply(const char *fmt, ...)
@@ -165,7 +175,10 @@ static void reset_fd(int fd)
 static void conn_close(int i, int with_reset)
 {
 	struct conn *c = &conns[i];
-	if (with_reset) {
+	if (with_reset && orphan && n_orphans < ORPHANS_MAX) {
+		reset_fd(c->client);
+		orphans[n_orphans++] = c->server;
+	} else if (with_reset) {
 		reset_fd(c->client);
 		reset_fd(c->server);
 	} else {
@@ -484,6 +497,9 @@ static void command(char *line)
 	} else if (strcmp(line, "resume") == 0) {
 		stalled = 0;
 		reply("ok resumed");
+	} else if (strcmp(line, "orphan") == 0) {
+		orphan = 1;
+		reply("ok orphan");
 	} else if (strcmp(line, "reset-all") == 0) {
 		int n = n_conns;
 		while (n_conns > 0)

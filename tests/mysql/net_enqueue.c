@@ -9,6 +9,7 @@
  * job, new and then a duplicate.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "fault_proxy.h"
@@ -147,6 +148,59 @@ static void batch_with_unique(bus *direct, bus *b)
 		   "of the same id");
 }
 
+static void status_row(void *arg, const char *const *values, int n)
+{
+	if (n == 2 && values[1] != NULL)
+		*(long long *)arg = atoll(values[1]);
+}
+
+/* A global status counter of the server (KILLs: Com_kill). */
+static long long server_status(const char *name)
+{
+	char why[300], sql[120];
+	fault_db *db = fault_connect(&env.dsn, why, sizeof why);
+	if (db == NULL)
+		fault_fail("connecting: %s", why);
+	long long v = -1;
+	snprintf(sql, sizeof sql, "SHOW GLOBAL STATUS LIKE '%s'", name);
+	if (fault_db_query(db, sql, status_row, &v, why, sizeof why) != 0 ||
+	    v < 0)
+		fault_fail("reading %s: %s", name, why);
+	fault_db_close(db);
+	return v;
+}
+
+/* The lost session still lives on the server (the proxy keeps its side
+ * open), holding its session lock: the store must find it, KILL it and
+ * see it end before it reads back; without the KILL it would wait for
+ * the lock in vain and fail. Last: the proxy orphans from now on. */
+static void lost_session_alive(bus *direct, bus *b)
+{
+	bus_enqueue_item items[3];
+	bus_enqueue_result res[3];
+	for (int i = 0; i < 3; i++)
+		items[i] = (bus_enqueue_item){ "net.orphan", NULL, "{}", NULL };
+	long long kills = server_status("Com_kill");
+	fault_proxy_cmd(&proxy, "orphan");
+	long fired = fault_proxy_stat(&proxy, "fired");
+	fault_proxy_cmd(&proxy, "drop-reply COMMIT");
+	if (bus_enqueue_many(res, b, items, 3) != 0)
+		fault_fail("bus_enqueue_many with its session left alive on "
+			   "the server: %s",
+			   bus_error_last()->message);
+	expect_fired(fired, "orphaned session");
+	size_t n = jobs_of_kind(direct, "net.orphan");
+	if (n != 3)
+		fault_fail("a batch of 3 whose session lived on stored %zu "
+			   "jobs",
+			   n);
+	if (server_status("Com_kill") <= kills)
+		fault_fail("the lost session lived on, but the store did not "
+			   "KILL it");
+	fault_note("lost session alive on the server: killed, read back, 3 "
+		   "jobs");
+}
+
 int main(void)
 {
 	fault_init(&env, "net_enqueue", "fne", 180);
@@ -159,6 +213,7 @@ int main(void)
 	single_job(direct, b);
 	batch(direct, b);
 	batch_with_unique(direct, b);
+	lost_session_alive(direct, b);
 	bus_close(b);
 	bus_close(direct);
 	fault_proxy_stop(&proxy);
