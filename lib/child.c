@@ -12,6 +12,7 @@
  * be under any fork-based worker.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -139,13 +140,52 @@ static void close_from(int first)
 		close(fd);
 }
 
-/* Leaves the child with its standard streams and its socket (under the
- * number it has: moved, it could take the number of a descriptor some
- * library in the child still writes to), and nothing else of the
- * parent's: no database connection (a handler writing to it would corrupt
- * the parent's session), no listening socket, no file. */
+/* Puts /dev/null (`null`) in place of every descriptor listed in
+ * /proc/self/fd but 0-2, `sock` and `null`; -1 when the list cannot be
+ * read. Read with getdents64, which allocates nothing. */
+static int null_inherited(int sock, int null)
+{
+	int dir = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dir < 0)
+		return -1;
+	char buf[4096] __attribute__((aligned(8)));
+	long n;
+	while ((n = syscall(SYS_getdents64, dir, buf, sizeof buf)) > 0) {
+		for (long off = 0; off < n;) {
+			/* struct linux_dirent64: ino, off, reclen, type,
+			 * name. */
+			unsigned short reclen;
+			memcpy(&reclen, buf + off + 16, sizeof reclen);
+			const char *name = buf + off + 19;
+			off += reclen;
+			if (name[0] < '0' || name[0] > '9')
+				continue;
+			int fd = atoi(name);
+			if (fd > 2 && fd != sock && fd != null && fd != dir)
+				dup2(null, fd);
+		}
+	}
+	close(dir);
+	return n < 0 ? -1 : 0;
+}
+
+/* Leaves the child with its standard streams and its socket, and nothing
+ * else of the parent's: no database connection (a handler writing to it
+ * would corrupt the parent's session), no listening socket, no file. The
+ * numbers stay taken, by /dev/null: the parent's code in the child (an
+ * application's log file, syslog, a library) still holds them, and a
+ * descriptor the child opens later (its own database connection) must not
+ * take one, or those writes would go into it. */
 static void child_descriptors(int sock)
 {
+	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (null >= 0 && null_inherited(sock, null) == 0) {
+		close(null);
+		return;
+	}
+	/* No /proc or no /dev/null: closed, as the next best. */
+	if (null >= 0)
+		close(null);
 	for (int fd = 3; fd < sock; fd++)
 		close(fd);
 	close_from(sock + 1);

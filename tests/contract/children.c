@@ -10,6 +10,7 @@
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -21,11 +22,49 @@
 
 #include "contract.h"
 
+/* Descriptors the parent had open (beyond 0-2) before the worker
+ * started, and so when it forked its children. */
+struct parent_fds {
+	int fd[64];
+	int n;
+};
+
+static void parent_fds_read(struct parent_fds *pf)
+{
+	pf->n = 0;
+	DIR *d = opendir("/proc/self/fd");
+	ck_assert_ptr_nonnull(d);
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL && pf->n < 64) {
+		int fd = atoi(e->d_name);
+		if (e->d_name[0] != '.' && fd > 2 && fd != dirfd(d))
+			pf->fd[pf->n++] = fd;
+	}
+	closedir(d);
+	ck_assert_int_gt(pf->n, 0);
+}
+
 /* Fails the job naming every descriptor beyond 0-2 but one AF_UNIX socket
- * (the child's own). */
+ * (the child's own) and /dev/null (which keeps an inherited number taken);
+ * and when a descriptor the child opens takes the number of one the
+ * parent had (writes of the parent's code in the child to its old
+ * descriptor would go into the child's new one). */
 static int list_descriptors(bus_ctx *ctx, void *udata)
 {
-	(void)udata;
+	const struct parent_fds *pf = udata;
+	int fresh = open("/dev/null", O_RDONLY);
+	if (fresh < 0)
+		return bus_ctx_fail(ctx, "open /dev/null: %s", strerror(errno));
+	for (int i = 0; i < pf->n; i++)
+		if (fresh == pf->fd[i]) {
+			close(fresh);
+			return bus_ctx_fail(ctx,
+					    "a descriptor opened in the child "
+					    "took number %d, which the parent "
+					    "had open",
+					    fresh);
+		}
+	close(fresh);
 	DIR *d = opendir("/proc/self/fd");
 	if (d == NULL)
 		return bus_ctx_fail(ctx, "opendir /proc/self/fd: %s",
@@ -50,6 +89,8 @@ static int list_descriptors(bus_ctx *ctx, void *udata)
 		snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
 		ssize_t n = readlink(path, target, sizeof target - 1);
 		target[n > 0 ? n : 1] = '\0';
+		if (strcmp(target, "/dev/null") == 0)
+			continue;
 		used += (size_t)snprintf(extra + used, sizeof extra - used,
 					 " fd %d (%s%s)", fd, target,
 					 domain == AF_INET || domain == AF_INET6
@@ -82,7 +123,9 @@ START_TEST(process_isolation_child_holds_no_inherited_descriptor)
 
 	bus *b;
 	contract_open(&b);
-	contract_handle(b, "fd.job", list_descriptors, NULL, NULL, "fd.q");
+	struct parent_fds pf;
+	parent_fds_read(&pf);
+	contract_handle(b, "fd.job", list_descriptors, &pf, NULL, "fd.q");
 	int64_t id = enqueue_ok(b, "fd.job", "{}", NULL, BUS_INSERTED);
 	bus_worker *w = contract_start_worker(
 		b, &(struct contract_worker_opts){ .queue = "fd.q",
