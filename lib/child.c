@@ -51,8 +51,9 @@ struct bus_child {
  * socket open after the parent closed its own, so that child would never
  * see the end of the stream that tells it to stop), the store's
  * connections, the application's files. SOCK_CLOEXEC cannot help: the
- * children do not exec. So each new child closes every descriptor but its
- * standard streams and its own socket (child_descriptors). spawn_lock is
+ * children do not exec. So each new child lets go of every descriptor but
+ * its standard streams and its own socket, /dev/null taking their numbers
+ * (child_descriptors). spawn_lock is
  * held across socketpair and fork, so that no child is forked between
  * another's socketpair and the parent's close of its child end (the copy
  * would hide that child's death until closed).
