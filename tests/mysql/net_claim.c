@@ -15,7 +15,6 @@
 #include "fault_proxy.h"
 
 #define JOBS 6
-#define KIND "net.claim"
 
 static struct fault_env env;
 static struct fault_proxy proxy;
@@ -29,10 +28,11 @@ static int handler(bus_ctx *ctx, void *udata)
 	return 0;
 }
 
-static size_t jobs_in(bus *b, bus_job_state state, int *attempt_max)
+static size_t jobs_in(bus *b, const char *kind, bus_job_state state,
+		      int *attempt_max)
 {
 	bus_job_filter f = BUS_JOB_FILTER_INIT;
-	f.kind = KIND;
+	f.kind = kind;
 	f.limit = 1000;
 	bus_job *jobs;
 	size_t n, k = 0;
@@ -49,26 +49,28 @@ static size_t jobs_in(bus *b, bus_job_state state, int *attempt_max)
 	return k;
 }
 
-int main(void)
+/* With `orphan`, the proxy keeps the server's side of the reset
+ * connection open: the lost session lives on, holding its session lock,
+ * and the store must KILL it before it reads the claim back. */
+static void scenario(bus *direct, const char *kind, int orphan)
 {
-	fault_init(&env, "net_claim", "fnc", 180);
-	bus *direct = fault_open_bus(&env);
-	if (bus_migrate(direct) != 0)
-		fault_fail("bus_migrate: %s", bus_error_last()->message);
+	atomic_store(&runs, 0);
 	bus_job_opts jo = BUS_JOB_OPTS_INIT;
 	jo.max_attempts = 1;
 	for (int i = 0; i < JOBS; i++)
-		if (bus_enqueue(NULL, direct, KIND, "{}", &jo) != 0)
+		if (bus_enqueue(NULL, direct, kind, "{}", &jo) != 0)
 			fault_fail("bus_enqueue: %s",
 				   bus_error_last()->message);
 
-	fault_proxy_start(&proxy, &env);
 	bus *b = fault_proxy_bus(&env, &proxy,
 				 "connect-timeout=5&read-timeout=10");
 	bus_handler_opts ho = BUS_HANDLER_OPTS_INIT;
 	ho.durable = 1;
-	if (bus_handle_command(b, KIND, handler, NULL, &ho) != 0)
+	if (bus_handle_command(b, kind, handler, NULL, &ho) != 0)
 		fault_fail("bus_handle_command: %s", bus_error_last()->message);
+	if (orphan)
+		fault_proxy_cmd(&proxy, "orphan");
+	long fired0 = fault_proxy_stat(&proxy, "fired");
 	/* The first claim that takes jobs: its UPDATE writes claim_token. */
 	fault_proxy_cmd(&proxy, "drop-reply COMMIT after claim_token");
 
@@ -88,11 +90,12 @@ int main(void)
 
 	size_t done = 0;
 	for (int waited = 0; waited < 60000; waited += 100) {
-		if ((done = jobs_in(direct, BUS_JOB_COMPLETED, NULL)) == JOBS)
+		if ((done = jobs_in(direct, kind, BUS_JOB_COMPLETED, NULL)) ==
+		    JOBS)
 			break;
 		fault_sleep_ms(100);
 	}
-	long fired = fault_proxy_stat(&proxy, "fired");
+	long fired = fault_proxy_stat(&proxy, "fired") - fired0;
 	bus_worker_stats st;
 	bus_worker_get_stats(&st, w);
 	if (bus_worker_stop(w, 5000) != 0)
@@ -102,8 +105,8 @@ int main(void)
 		fault_fail("the proxy dropped %ld COMMIT replies, expected 1",
 			   fired);
 	int attempt_max = 0;
-	size_t executing = jobs_in(direct, BUS_JOB_EXECUTING, NULL);
-	done = jobs_in(direct, BUS_JOB_COMPLETED, &attempt_max);
+	size_t executing = jobs_in(direct, kind, BUS_JOB_EXECUTING, NULL);
+	done = jobs_in(direct, kind, BUS_JOB_COMPLETED, &attempt_max);
 	if (done != JOBS)
 		fault_fail("%zu of %d jobs completed after the claim's COMMIT "
 			   "reply was lost (%zu left executing, %d runs)",
@@ -118,10 +121,22 @@ int main(void)
 	if (st.rescued != 0)
 		fault_fail("%llu jobs were rescued",
 			   (unsigned long long)st.rescued);
-	fault_note("claim reply lost: %d jobs read back, each run once on "
+	fault_note("claim reply lost%s: %d jobs read back, each run once on "
 		   "attempt 1",
+		   orphan ? " (the lost session alive on the server)" : "",
 		   JOBS);
 	bus_close(b);
+}
+
+int main(void)
+{
+	fault_init(&env, "net_claim", "fnc", 180);
+	bus *direct = fault_open_bus(&env);
+	if (bus_migrate(direct) != 0)
+		fault_fail("bus_migrate: %s", bus_error_last()->message);
+	fault_proxy_start(&proxy, &env);
+	scenario(direct, "net.claim", 0);
+	scenario(direct, "net.claim.orphan", 1);
 	bus_close(direct);
 	fault_proxy_stop(&proxy);
 	fault_pass("a claim whose COMMIT reply was lost is read back");
