@@ -187,31 +187,32 @@ static int parse_userinfo(const struct bus_url_store *st,
 
 /* ---- Options ---- */
 
-int bus__url_set_path(const struct bus_url_store *st, char **field,
-		      const char *value, const char *name)
+int bus__url_set_path(char **field, const char *value, const char *name,
+		      const char *store, bus_url_error_fn error)
 {
 	if (value[0] == '\0')
-		return st->error(BUS_EINVAL,
-				 "%s: bad URL: option %s has an empty value",
-				 st->name, name);
+		return error(BUS_EINVAL,
+			     "%s: bad URL: option %s has an empty value", store,
+			     name);
 	char *copy = strdup(value);
 	if (copy == NULL)
-		return out_of_memory(st);
+		return error(BUS_ENOMEM, "%s: out of memory parsing the URL",
+			     store);
 	free(*field);
 	*field = copy;
 	return 0;
 }
 
-int bus__url_set_timeout(const struct bus_url_store *st, unsigned *field,
-			 const char *value, const char *name, unsigned min,
-			 unsigned max)
+int bus__url_set_timeout(unsigned *field, const char *value, const char *name,
+			 unsigned min, const char *store,
+			 bus_url_error_fn error)
 {
 	unsigned v;
-	if (parse_uint(value, max, &v) != 0 || v < min)
-		return st->error(BUS_EINVAL,
-				 "%s: bad URL: %s '%.32s' is not a whole "
-				 "number of seconds from %u to %u",
-				 st->name, name, value, min, max);
+	if (parse_uint(value, BUS_URL_TIMEOUT_MAX, &v) != 0 || v < min)
+		return error(BUS_EINVAL,
+			     "%s: bad URL: %s '%.32s' is not a whole number of "
+			     "seconds from %u to %u",
+			     store, name, value, min, BUS_URL_TIMEOUT_MAX);
 	*field = v;
 	return 0;
 }

@@ -51,13 +51,17 @@ int bus__url_parse_rest(const struct bus_url_store *st,
 			const struct bus_url_fields *f, const char *rest,
 			bus_url_option_fn set_option, void *url);
 
-/* Copies a non-empty option value into *field (freeing the old one). */
-int bus__url_set_path(const struct bus_url_store *st, char **field,
-		      const char *value, const char *name);
+/* The longest timeout option, in seconds: a day. */
+#define BUS_URL_TIMEOUT_MAX 86400
 
-/* A whole number of seconds from min to max into *field. */
-int bus__url_set_timeout(const struct bus_url_store *st, unsigned *field,
-			 const char *value, const char *name, unsigned min,
-			 unsigned max);
+/* Copies a non-empty option value into *field (freeing the old one).
+ * `store` starts the message: "postgres store". */
+int bus__url_set_path(char **field, const char *value, const char *name,
+		      const char *store, bus_url_error_fn error);
+
+/* A whole number of seconds from min to BUS_URL_TIMEOUT_MAX into *field. */
+int bus__url_set_timeout(unsigned *field, const char *value, const char *name,
+			 unsigned min, const char *store,
+			 bus_url_error_fn error);
 
 #endif

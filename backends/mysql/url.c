@@ -34,39 +34,12 @@
 #define DEFAULT_CONNECT_TIMEOUT 10
 #define DEFAULT_IO_TIMEOUT 60
 #define DEFAULT_KEEPALIVE 30
-#define TIMEOUT_MAX 86400
 #define DATABASE_MAX 64
 
+#define STORE "mysql store"
 #define SYNTAX "mysql://user:password@host:port/database?option=value"
 
 typedef bus_url_error_fn error_fn;
-
-/* This store's name and limits, for the parts every store shares
- * (../url_parts.c). */
-static struct bus_url_store store(error_fn error)
-{
-	return (struct bus_url_store){
-	    .name = "mysql store",
-	    .syntax = SYNTAX,
-	    .default_port = DEFAULT_PORT,
-	    .database_max = DATABASE_MAX,
-	    .error = error,
-	};
-}
-
-static int set_path(char **field, const char *value, const char *name,
-		    error_fn error)
-{
-	struct bus_url_store st = store(error);
-	return bus__url_set_path(&st, field, value, name);
-}
-
-static int set_timeout(unsigned *field, const char *value, const char *name,
-		       unsigned min, error_fn error)
-{
-	struct bus_url_store st = store(error);
-	return bus__url_set_timeout(&st, field, value, name, min, TIMEOUT_MAX);
-}
 
 /* ---- Options ---- */
 
@@ -130,25 +103,32 @@ static int set_option(struct my_url *u, const char *name, const char *value,
 		      error_fn error)
 {
 	if (strcmp(name, "socket") == 0)
-		return set_path(&u->socket, value, name, error);
+		return bus__url_set_path(&u->socket, value, name, STORE, error);
 	if (strcmp(name, "ssl-mode") == 0)
 		return set_ssl_mode(u, value, error);
 	if (strcmp(name, "ssl-ca") == 0)
-		return set_path(&u->ssl_ca, value, name, error);
+		return bus__url_set_path(&u->ssl_ca, value, name, STORE, error);
 	if (strcmp(name, "ssl-capath") == 0)
-		return set_path(&u->ssl_capath, value, name, error);
+		return bus__url_set_path(&u->ssl_capath, value, name, STORE,
+					 error);
 	if (strcmp(name, "ssl-cert") == 0)
-		return set_path(&u->ssl_cert, value, name, error);
+		return bus__url_set_path(&u->ssl_cert, value, name, STORE,
+					 error);
 	if (strcmp(name, "ssl-key") == 0)
-		return set_path(&u->ssl_key, value, name, error);
+		return bus__url_set_path(&u->ssl_key, value, name, STORE,
+					 error);
 	if (strcmp(name, "connect-timeout") == 0)
-		return set_timeout(&u->connect_timeout, value, name, 1, error);
+		return bus__url_set_timeout(&u->connect_timeout, value, name, 1,
+					    STORE, error);
 	if (strcmp(name, "read-timeout") == 0)
-		return set_timeout(&u->read_timeout, value, name, 0, error);
+		return bus__url_set_timeout(&u->read_timeout, value, name, 0,
+					    STORE, error);
 	if (strcmp(name, "write-timeout") == 0)
-		return set_timeout(&u->write_timeout, value, name, 0, error);
+		return bus__url_set_timeout(&u->write_timeout, value, name, 0,
+					    STORE, error);
 	if (strcmp(name, "keepalive") == 0)
-		return set_timeout(&u->keepalive, value, name, 0, error);
+		return bus__url_set_timeout(&u->keepalive, value, name, 0,
+					    STORE, error);
 	if (strcmp(name, "table-prefix") == 0)
 		return set_prefix(u, value, error);
 	return error(BUS_EINVAL,
@@ -202,14 +182,10 @@ static int parse(struct my_url *u, const char *url, error_fn error)
 		return error(BUS_EINVAL,
 			     "mysql store: bad URL: it must start with "
 			     "mysql:// or mariadb:// (" SYNTAX ")");
-	struct bus_url_store st = store(error);
-	struct bus_url_fields f = {
-	    .user = &u->user,
-	    .password = &u->password,
-	    .host = &u->host,
-	    .port = &u->port,
-	    .database = &u->database,
-	};
+	const struct bus_url_store st = {STORE, SYNTAX, DEFAULT_PORT,
+					 DATABASE_MAX, error};
+	const struct bus_url_fields f = {&u->user, &u->password, &u->host,
+					 &u->port, &u->database};
 	int rc = bus__url_parse_rest(&st, &f, rest, apply_option, u);
 	if (rc == 0)
 		rc = check_whole(u, error);

@@ -26,39 +26,12 @@
 #define DEFAULT_PORT 5432
 #define DEFAULT_PREFIX "bus_"
 #define DEFAULT_CONNECT_TIMEOUT 10
-#define TIMEOUT_MAX 86400
 #define DATABASE_MAX 63
 
+#define STORE "postgres store"
 #define SYNTAX "postgres://user:password@host:port/database?option=value"
 
 typedef bus_url_error_fn error_fn;
-
-/* This store's name and limits, for the parts every store shares
- * (../url_parts.c). */
-static struct bus_url_store store(error_fn error)
-{
-	return (struct bus_url_store){
-	    .name = "postgres store",
-	    .syntax = SYNTAX,
-	    .default_port = DEFAULT_PORT,
-	    .database_max = DATABASE_MAX,
-	    .error = error,
-	};
-}
-
-static int set_path(char **field, const char *value, const char *name,
-		    error_fn error)
-{
-	struct bus_url_store st = store(error);
-	return bus__url_set_path(&st, field, value, name);
-}
-
-static int set_timeout(unsigned *field, const char *value, const char *name,
-		       unsigned min, error_fn error)
-{
-	struct bus_url_store st = store(error);
-	return bus__url_set_timeout(&st, field, value, name, min, TIMEOUT_MAX);
-}
 
 /* ---- Options ---- */
 
@@ -70,7 +43,8 @@ static int set_sslmode(struct pg_url *u, const char *value, error_fn error)
 	};
 	for (size_t i = 0; i < sizeof modes / sizeof *modes; i++)
 		if (strcmp(value, modes[i]) == 0)
-			return set_path(&u->sslmode, value, "sslmode", error);
+			return bus__url_set_path(&u->sslmode, value, "sslmode",
+						 STORE, error);
 	return error(BUS_EINVAL,
 		     "postgres store: bad URL: sslmode '%.32s' is not one of "
 		     "disable, allow, prefer, require, verify-ca, verify-full",
@@ -139,22 +113,26 @@ static int set_option(struct pg_url *u, const char *name, const char *value,
 	if (strcmp(name, "sslmode") == 0 || strcmp(name, "ssl-mode") == 0)
 		return set_sslmode(u, value, error);
 	if (strcmp(name, "sslrootcert") == 0)
-		return set_path(&u->sslrootcert, value, name, error);
+		return bus__url_set_path(&u->sslrootcert, value, name, STORE,
+					 error);
 	if (strcmp(name, "sslcert") == 0)
-		return set_path(&u->sslcert, value, name, error);
+		return bus__url_set_path(&u->sslcert, value, name, STORE,
+					 error);
 	if (strcmp(name, "sslkey") == 0)
-		return set_path(&u->sslkey, value, name, error);
+		return bus__url_set_path(&u->sslkey, value, name, STORE, error);
 	if (strcmp(name, "connect-timeout") == 0)
-		return set_timeout(&u->connect_timeout, value, name, 1, error);
+		return bus__url_set_timeout(&u->connect_timeout, value, name, 1,
+					    STORE, error);
 	if (strcmp(name, "application-name") == 0)
-		return set_path(&u->application_name, value, name, error);
+		return bus__url_set_path(&u->application_name, value, name,
+					 STORE, error);
 	if (strcmp(name, "host") == 0 && u->host != NULL)
 		return error(BUS_EINVAL,
 			     "postgres store: bad URL: it gives a host both "
 			     "before the path and as ?host= (leave the host "
 			     "part empty for ?host=/socket/directory)");
 	if (strcmp(name, "host") == 0)
-		return set_path(&u->host, value, name, error);
+		return bus__url_set_path(&u->host, value, name, STORE, error);
 	if (strcmp(name, "schema") == 0)
 		return set_schema(u, value, error);
 	if (strcmp(name, "table-prefix") == 0)
@@ -204,14 +182,10 @@ static int parse(struct pg_url *u, const char *url, error_fn error)
 		return error(BUS_EINVAL,
 			     "postgres store: bad URL: it must start with "
 			     "postgres:// or postgresql:// (" SYNTAX ")");
-	struct bus_url_store st = store(error);
-	struct bus_url_fields f = {
-	    .user = &u->user,
-	    .password = &u->password,
-	    .host = &u->host,
-	    .port = &u->port,
-	    .database = &u->database,
-	};
+	const struct bus_url_store st = {STORE, SYNTAX, DEFAULT_PORT,
+					 DATABASE_MAX, error};
+	const struct bus_url_fields f = {&u->user, &u->password, &u->host,
+					 &u->port, &u->database};
 	int rc = bus__url_parse_rest(&st, &f, rest, apply_option, u);
 	if (rc == 0)
 		rc = check_whole(u, error);
