@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../finish_items.h"
 #include "mysql_store.h"
 
 /* ---- SQL ---- */
@@ -265,63 +266,6 @@ static int finish_op(bus_store *s, void *arg)
 	return rc;
 }
 
-static int finish_check(const bus_store_env *env, const bus_store_finish *it,
-			size_t i)
-{
-	if (it->node == NULL)
-		return env->error(BUS_EINVAL,
-				  "mysql store: finish: item %zu has no node",
-				  i);
-	switch (it->state) {
-	case BUS_JOB_COMPLETED:
-	case BUS_JOB_RETRYABLE:
-	case BUS_JOB_DISCARDED:
-	case BUS_JOB_CANCELLED:
-	case BUS_JOB_SCHEDULED:
-	case BUS_JOB_AVAILABLE: break;
-	default:
-		return env->error(BUS_EINVAL,
-				  "mysql store: finish: item %zu (job %lld): "
-				  "state %d is not an outcome",
-				  i, (long long)it->id, (int)it->state);
-	}
-	if (it->delay_us > INT64_C(1) << 58)
-		return env->error(BUS_EINVAL,
-				  "mysql store: finish: item %zu (job %lld): "
-				  "the delay is out of range",
-				  i, (long long)it->id);
-	return 0;
-}
-
-static void errors_free(char **errors, size_t n)
-{
-	for (size_t i = 0; errors != NULL && i < n; i++)
-		cJSON_free(errors[i]);
-	free(errors);
-}
-
-/* The items' errors as JSON strings (*out NULL when there is none). */
-static int errors_quote(const bus_store_finish *items, size_t n, char ***out)
-{
-	*out = NULL;
-	char **e = NULL;
-	for (size_t i = 0; i < n; i++) {
-		if (items[i].error == NULL)
-			continue;
-		if (e == NULL && (e = calloc(n, sizeof *e)) == NULL)
-			return BUS_ENOMEM;
-		cJSON *str = cJSON_CreateString(items[i].error);
-		e[i] = str ? cJSON_PrintUnformatted(str) : NULL;
-		cJSON_Delete(str);
-		if (e[i] == NULL) {
-			errors_free(e, n);
-			return BUS_ENOMEM;
-		}
-	}
-	*out = e;
-	return 0;
-}
-
 int bus__my_finish(bus_store *s, int64_t now, const bus_store_finish *items,
 		   size_t n, unsigned char *applied)
 {
@@ -332,17 +276,18 @@ int bus__my_finish(bus_store *s, int64_t now, const bus_store_finish *items,
 						"applied is NULL");
 	int rc = bus__my_now_check(s, "finish", now);
 	for (size_t i = 0; rc == 0 && i < n; i++)
-		rc = finish_check(&s->env, &items[i], i);
+		rc = bus__finish_item_check(&s->env, "mysql store", &items[i],
+					    i);
 	if (rc != 0)
 		return rc;
 	memset(applied, 0, n);
 	char **errors = NULL;
-	rc = errors_quote(items, n, &errors);
+	rc = bus__finish_errors_quote(items, n, &errors);
 	if (rc != 0)
 		return s->env.error(rc, "mysql store: finish: out of memory");
 	struct finish_arg a = { now, items, errors, n, applied };
 	rc = bus__my_run(s, "recording job outcomes", finish_op, &a);
-	errors_free(errors, n);
+	bus__finish_errors_free(errors, n);
 	if (rc != 0)
 		memset(applied, 0, n);
 	return rc;
