@@ -1,7 +1,10 @@
 /*
  * Statement texts. They are written with the default names, which are
  * swapped for those of the URL's schema and table prefix (both validated
- * as [a-z0-9_]*, so a name can be pasted: it is not a value).
+ * as [a-z0-9_]*, so a name can be pasted: it is not a value). Every name
+ * put in is a quoted identifier: a prefix such as 1e1 would otherwise read
+ * as the number 1e1 followed by a word. Quoting changes nothing for the
+ * names already in use, which are lower case.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,9 +23,10 @@ void bus__pg_tables_init(struct pg_tables *t, const char *schema,
 	else
 		t->schema[0] = '\0';
 	snprintf(t->prefix, sizeof t->prefix, "%s", prefix);
-	snprintf(t->jobs, sizeof t->jobs, "%s%sjobs", t->schema, prefix);
-	snprintf(t->queues, sizeof t->queues, "%s%squeues", t->schema, prefix);
-	snprintf(t->version, sizeof t->version, "%s%sschema_version",
+	snprintf(t->jobs, sizeof t->jobs, "%s\"%sjobs\"", t->schema, prefix);
+	snprintf(t->queues, sizeof t->queues, "%s\"%squeues\"", t->schema,
+		 prefix);
+	snprintf(t->version, sizeof t->version, "%s\"%sschema_version\"",
 		 t->schema, prefix);
 	snprintf(t->channel, sizeof t->channel, "%s%s%sjobs", schema,
 		 schema[0] ? "." : "", prefix);
@@ -92,8 +96,10 @@ char *bus__pg_sql(const struct pg_tables *t, const char *sql)
 		if (name != NULL) {
 			put(&b, name, strlen(name));
 		} else {
+			put(&b, "\"", 1);
 			put(&b, t->prefix, strlen(t->prefix));
 			put(&b, s + 4, len - 4);
+			put(&b, "\"", 1);
 		}
 		s += len;
 		plain = s;

@@ -205,6 +205,43 @@ START_TEST(a_schema_holds_tables_of_its_own)
 }
 END_TEST
 
+/* A prefix that, unquoted, would read as a number (1e1jobs: the number
+ * 1e1, then a word) works: every name put into a statement is a quoted
+ * identifier. Migrate, schema check, insert, claim, finish and the
+ * listener's channel all use it. */
+START_TEST(a_prefix_that_reads_as_a_number_works)
+{
+	char u[1100];
+	snprintf(u, sizeof u, "%s&table-prefix=1e1", url);
+	bus_store *s2 = open_url(u);
+	ck_assert_msg(ops->migrate(s2) == 0, "migrate: %s",
+		      bus_error_last()->message);
+	ck_assert_msg(ops->schema_check(s2) == 0, "schema_check: %s",
+		      bus_error_last()->message);
+	bus_store_new_job j = job_in("one.e.one", 0, 0);
+	bus_enqueue_result r;
+	ck_assert_msg(ops->insert(s2, T0, &j, 1, &r) == 0, "insert: %s",
+		      bus_error_last()->message);
+	bus_store_claim c = { "one.e.one", 10 };
+	bus_job *rows = NULL;
+	size_t n = 0;
+	ck_assert_msg(ops->claim(s2, T0, "n", LEASE, &c, 1, &rows, &n) == 0,
+		      "claim: %s", bus_error_last()->message);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_int_eq(rows[0].id, r.id);
+	bus_job_list_free(rows, n);
+	bus_job_count *counts = NULL;
+	ck_assert_int_eq(ops->counts(s2, &counts, &n), 0);
+	free(counts);
+	/* Not in the suite's tables: the names are the prefix's own. */
+	bus_job *row = NULL;
+	ck_assert_int_eq(ops->get(st, r.id, &row), BUS_ENOTFOUND);
+	sql_ok(s2, "DROP TABLE \"1e1jobs\", \"1e1queues\", "
+		   "\"1e1schema_version\"");
+	ops->close(s2);
+}
+END_TEST
+
 /* Without named prepared statements (for a pooler in transaction mode)
  * the operations work alike. */
 START_TEST(unnamed_statements_work_alike)
@@ -404,6 +441,7 @@ static Suite *store_postgres_suite(void)
 	tcase_add_test(tc, json_comes_back_byte_for_byte);
 	tcase_add_test(tc, the_claim_is_an_index_scan_without_a_sort);
 	tcase_add_test(tc, a_schema_holds_tables_of_its_own);
+	tcase_add_test(tc, a_prefix_that_reads_as_a_number_works);
 	tcase_add_test(tc, unnamed_statements_work_alike);
 	tcase_add_test(tc, a_claim_keeps_its_limit_while_rows_change);
 	tcase_add_test(tc, listeners_hear_inserts_into_their_queues);

@@ -123,9 +123,9 @@ START_TEST(options)
 	ck_assert_int_eq(u.prepare, 0);
 	bus__pg_url_free(&u);
 
-	u = parse_ok("postgres://u@h/d?table_prefix=&sslmode=disable&"
+	u = parse_ok("postgres://u@h/d?table_prefix=1e1&sslmode=disable&"
 		     "connect-timeout=1&prepare=on");
-	ck_assert_str_eq(u.prefix, "");
+	ck_assert_str_eq(u.prefix, "1e1");
 	ck_assert_str_eq(u.sslmode, "disable");
 	ck_assert_uint_eq(u.connect_timeout, 1);
 	ck_assert_int_eq(u.prepare, 1);
@@ -146,6 +146,7 @@ START_TEST(options)
 	parse_bad("postgres://u:SECRET@h/d?schema=My", "schema 'My'");
 	parse_bad("postgres://u:SECRET@h/d?schema=1a", "schema '1a'");
 	parse_bad("postgres://u:SECRET@h/d?schema=a%22b", "schema");
+	parse_bad("postgres://u:SECRET@h/d?table-prefix=", "table-prefix is empty");
 	parse_bad("postgres://u:SECRET@h/d?table-prefix=Bus",
 		  "table-prefix 'Bus'");
 	parse_bad("postgres://u:SECRET@h/d?table-prefix="

@@ -84,6 +84,12 @@ static int name_ok(const char *value, size_t max)
 
 static int set_prefix(struct pg_url *u, const char *value, error_fn error)
 {
+	if (value[0] == '\0')
+		return error(BUS_EINVAL,
+			     "postgres store: bad URL: table-prefix is empty: "
+			     "the tables would be named plain jobs, queues and "
+			     "schema_version; give a prefix (the default is "
+			     "bus_)");
 	if (!name_ok(value, PG_PREFIX_MAX))
 		return error(BUS_EINVAL,
 			     "postgres store: bad URL: table-prefix '%.40s' "
