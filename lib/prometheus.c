@@ -126,28 +126,80 @@ static int render_store(struct out *o, bus *b)
 	return 0;
 }
 
-/* One counter family over every worker: the field at `offset` of its
- * stats. */
-static void worker_counter(struct out *o, const char *name, const char *help,
-			   const bus_worker *const *w,
-			   const bus_worker_stats *st, size_t n, size_t offset)
+/* The counters of one node: every worker given with that node name, summed
+ * (two workers of one process may share a node, say one per queue, and a
+ * series may appear only once in the text). */
+struct node_total {
+	const char *node; /* the first of its workers' */
+	bus_worker_stats st;
+	uint64_t claims, claim_ns, finishes, finish_ns;
+};
+
+static void add_stats(bus_worker_stats *to, const bus_worker_stats *s)
+{
+	to->claimed += s->claimed;
+	to->completed += s->completed;
+	to->retried += s->retried;
+	to->discarded += s->discarded;
+	to->snoozed += s->snoozed;
+	to->cancelled += s->cancelled;
+	to->given_back += s->given_back;
+	to->rescued += s->rescued;
+	to->lost += s->lost;
+	to->running += s->running;
+	to->refused += s->refused;
+	to->lease_lost += s->lease_lost;
+}
+
+/* The nodes of w[0..n) in order of first appearance, into t (room for n);
+ * a worker listed twice counts once. Returns how many nodes. */
+static size_t node_totals(struct node_total *t, const bus_worker *const *w,
+			  size_t n)
+{
+	size_t m = 0;
+	for (size_t i = 0; i < n; i++) {
+		int again = 0;
+		for (size_t j = 0; j < i && !again; j++)
+			again = w[j] == w[i];
+		if (again)
+			continue;
+		struct bus_worker *x = (struct bus_worker *)w[i];
+		size_t k = 0;
+		while (k < m && strcmp(t[k].node, x->node) != 0)
+			k++;
+		if (k == m)
+			t[m++].node = x->node;
+		bus_worker_stats st;
+		bus_worker_get_stats(&st, w[i]);
+		add_stats(&t[k].st, &st);
+		t[k].claims += atomic_load(&x->stats.claims);
+		t[k].claim_ns += atomic_load(&x->stats.claim_ns);
+		t[k].finishes += atomic_load(&x->stats.finishes);
+		t[k].finish_ns += atomic_load(&x->stats.finish_ns);
+	}
+	return m;
+}
+
+/* One counter family over every node: the field at `offset` of its stats.
+ */
+static void node_counter(struct out *o, const char *name, const char *help,
+			 const struct node_total *t, size_t n, size_t offset)
 {
 	header(o, name, "counter", help);
 	for (size_t i = 0; i < n; i++)
-		sample_u64(o, name, "node", w[i]->node, NULL, NULL,
-			   *(const uint64_t *)((const char *)&st[i] + offset));
+		sample_u64(o, name, "node", t[i].node, NULL, NULL,
+			   *(const uint64_t *)((const char *)&t[i].st + offset));
 }
 
 static int render_workers(struct out *o, const bus_worker *const *w, size_t n)
 {
-	bus_worker_stats *st = calloc(n, sizeof *st);
-	if (st == NULL)
+	struct node_total *t = calloc(n, sizeof *t);
+	if (t == NULL)
 		return bus__error_oom();
-	for (size_t i = 0; i < n; i++)
-		bus_worker_get_stats(&st[i], w[i]);
-	worker_counter(o, "bus_worker_claimed_total",
-		       "Jobs claimed by the worker.", w, st, n,
-		       offsetof(bus_worker_stats, claimed));
+	size_t m = node_totals(t, w, n);
+	node_counter(o, "bus_worker_claimed_total",
+		     "Jobs claimed by the node's workers.", t, m,
+		     offsetof(bus_worker_stats, claimed));
 	static const struct {
 		const char *outcome;
 		size_t offset;
@@ -161,24 +213,23 @@ static int render_workers(struct out *o, const bus_worker *const *w, size_t n)
 	    {"lost", offsetof(bus_worker_stats, lost)},
 	};
 	header(o, "bus_worker_outcomes_total", "counter",
-	       "Outcomes the worker recorded, by kind (lost: the job was no "
-	       "longer the worker's).");
-	for (size_t i = 0; i < n; i++)
+	       "Outcomes the node's workers recorded, by kind (lost: the job "
+	       "was no longer the worker's).");
+	for (size_t i = 0; i < m; i++)
 		for (size_t k = 0; k < sizeof outcomes / sizeof outcomes[0];
 		     k++)
 			sample_u64(o, "bus_worker_outcomes_total", "node",
-				   w[i]->node, "outcome", outcomes[k].outcome,
-				   *(const uint64_t *)((const char *)&st[i] +
+				   t[i].node, "outcome", outcomes[k].outcome,
+				   *(const uint64_t *)((const char *)&t[i].st +
 						       outcomes[k].offset));
-	worker_counter(o, "bus_worker_rescued_total",
-		       "Jobs of other workers whose lease had expired, rescued "
-		       "by this worker.",
-		       w, st, n, offsetof(bus_worker_stats, rescued));
+	node_counter(o, "bus_worker_rescued_total",
+		     "Jobs of other workers whose lease had expired, rescued "
+		     "by the node's workers.",
+		     t, m, offsetof(bus_worker_stats, rescued));
 	header(o, "bus_worker_running", "gauge", "Jobs running now.");
-	for (size_t i = 0; i < n; i++)
-		sample_u64(o, "bus_worker_running", "node", w[i]->node, NULL,
-			   NULL, st[i].running);
-	free(st);
+	for (size_t i = 0; i < m; i++)
+		sample_u64(o, "bus_worker_running", "node", t[i].node, NULL,
+			   NULL, t[i].st.running);
 
 	static const char *const names[] = {
 	    "bus_worker_claim_duration_seconds",
@@ -191,17 +242,14 @@ static int render_workers(struct out *o, const bus_worker *const *w, size_t n)
 		snprintf(sum, sizeof sum, "%s_sum", names[k]);
 		snprintf(count, sizeof count, "%s_count", names[k]);
 		header(o, names[k], "summary", helps[k]);
-		for (size_t i = 0; i < n; i++) {
-			struct bus_worker *x = (struct bus_worker *)w[i];
-			uint64_t ns = atomic_load(k ? &x->stats.finish_ns
-						    : &x->stats.claim_ns);
-			uint64_t calls = atomic_load(k ? &x->stats.finishes
-						       : &x->stats.claims);
-			sample_seconds(o, sum, "node", x->node, ns);
-			sample_u64(o, count, "node", x->node, NULL, NULL,
-				   calls);
+		for (size_t i = 0; i < m; i++) {
+			sample_seconds(o, sum, "node", t[i].node,
+				       k ? t[i].finish_ns : t[i].claim_ns);
+			sample_u64(o, count, "node", t[i].node, NULL, NULL,
+				   k ? t[i].finishes : t[i].claims);
 		}
 	}
+	free(t);
 	return 0;
 }
 

@@ -128,7 +128,12 @@ struct exec_opts {
 	const char *command;
 	int64_t timeout_ms; /* for jobs without their own; 0: none */
 	size_t stderr_tail; /* bytes of stderr kept as the error */
+	/* From SIGTERM to SIGKILL when a command is stopped; 0: SIGKILL at
+	 * once. At most CLI_KILL_AFTER_MAX_MS. */
+	int64_t kill_after_ms;
 };
+#define CLI_KILL_AFTER_DEFAULT_MS 5000
+#define CLI_KILL_AFTER_MAX_MS 86400000 /* one day */
 int exec_job_handler(bus_ctx *ctx, void *udata); /* udata: exec_opts */
 
 /* http.c: a minimal HTTP/1.0 server answering GET /metrics. */

@@ -161,7 +161,7 @@ int cmd_work(struct cli *c, int argc, char **argv)
 {
 	const char *command = NULL, *timeout = NULL, *grace = NULL,
 		   *poll_every = NULL, *node = NULL, *metrics = NULL,
-		   *tail = NULL;
+		   *tail = NULL, *kill_after = NULL;
 	const char **queues = NULL;
 	int drain = 0, quiet = 0;
 	const struct cli_opt opts[] = {
@@ -169,6 +169,7 @@ int cmd_work(struct cli *c, int argc, char **argv)
 	    {"queue", OPT_LIST, &queues},
 	    {"timeout", OPT_STRING, &timeout},
 	    {"grace", OPT_STRING, &grace},
+	    {"kill-after", OPT_STRING, &kill_after},
 	    {"poll", OPT_STRING, &poll_every},
 	    {"node", OPT_STRING, &node},
 	    {"metrics", OPT_STRING, &metrics},
@@ -183,7 +184,7 @@ int cmd_work(struct cli *c, int argc, char **argv)
 	/* Static: the any-job handler registered on a `batch` bus keeps
 	 * pointing here across several `work` commands. */
 	static struct exec_opts eo;
-	eo = (struct exec_opts){NULL, 0, 2048};
+	eo = (struct exec_opts){NULL, 0, 2048, CLI_KILL_AFTER_DEFAULT_MS};
 	bus_worker_opts wo = BUS_WORKER_OPTS_INIT;
 	int npos, rc = cli_parse(c, "work", argc, argv, opts, pos, &npos);
 	if (rc != 0)
@@ -207,6 +208,15 @@ int cmd_work(struct cli *c, int argc, char **argv)
 	    (poll_every &&
 	     cli_duration_ms(&wo.poll_interval_ms, "--poll", poll_every)))
 		goto out;
+	if (kill_after &&
+	    cli_duration_ms(&eo.kill_after_ms, "--kill-after", kill_after))
+		goto out;
+	if (eo.kill_after_ms > CLI_KILL_AFTER_MAX_MS) {
+		cli_usage("--kill-after: '%s' is more than a day (the time a "
+			  "stopped command has between SIGTERM and SIGKILL)",
+			  kill_after);
+		goto out;
+	}
 	if (poll_every && wo.poll_interval_ms == 0)
 		wo.poll_interval_ms = 1;
 	if (grace && wo.shutdown_grace_ms == 0)

@@ -5,7 +5,10 @@
  * other fails it with the tail of its stderr as the error. Past the
  * deadline (the job's timeout, else --timeout), or when the worker says the
  * job must stop (cancelled, lost, or shutting down after the grace), the
- * whole process group is killed.
+ * whole process group gets SIGTERM, and SIGKILL if it still runs
+ * --kill-after later (at once when that is 0). When the command itself has
+ * ended, whatever it left running in its group is killed, so that no job
+ * leaves processes behind.
  *
  * The worker runs this on its executor threads, several at once: every
  * descriptor is opened close-on-exec so that one job's child never holds
@@ -213,8 +216,35 @@ struct run {
 	size_t payload_len, written;
 	struct tail tail;
 	int status, exited;
-	int killed_for; /* 0, 1: deadline, 2: told to stop */
+	int killed_for;	 /* 0, 1: deadline, 2: told to stop */
+	int64_t term_at; /* when SIGTERM went to the group; 0: not sent */
+	int sent_kill;	 /* SIGKILL went to the group */
 };
+
+/* Whether the command (the group's leader) has ended. It is left a zombie
+ * (WNOWAIT): while it is unreaped its pid cannot be reused, so a kill of
+ * its group still reaches only what it left behind. */
+static int leader_ended(const struct run *r)
+{
+	siginfo_t si;
+	memset(&si, 0, sizeof si);
+	return waitid(P_PID, (id_t)r->pid, &si, WEXITED | WNOHANG | WNOWAIT) ==
+		   0 &&
+	       si.si_pid == r->pid;
+}
+
+/* The first step of stopping the command: SIGTERM to its group, so that it
+ * can clean up, or SIGKILL at once when --kill-after is 0. */
+static void stop_group(struct run *r)
+{
+	if (r->o->kill_after_ms == 0) {
+		kill(-r->pid, SIGKILL);
+		r->sent_kill = 1;
+		return;
+	}
+	kill(-r->pid, SIGTERM);
+	r->term_at = mono_ms();
+}
 
 /* Feeds the payload, gathers stderr and watches the deadline until the
  * command has exited. */
@@ -238,6 +268,12 @@ static void supervise(struct run *r, int64_t deadline_ms)
 		}
 		if (deadline_ms > 0 && r->killed_for == 0) {
 			int64_t left = deadline_ms - mono_ms();
+			if (left < wait)
+				wait = left < 0 ? 0 : (int)left;
+		}
+		if (r->term_at != 0 && !r->sent_kill) {
+			int64_t left =
+			    r->term_at + r->o->kill_after_ms - mono_ms();
 			if (left < wait)
 				wait = left < 0 ? 0 : (int)left;
 		}
@@ -270,18 +306,32 @@ static void supervise(struct run *r, int64_t deadline_ms)
 				}
 			}
 		}
-		if (waitpid(r->pid, &r->status, WNOHANG) == r->pid) {
+		if (leader_ended(r)) {
 			r->exited = 1;
 			break;
 		}
-		if (r->killed_for != 0)
+		if (r->killed_for != 0) {
+			/* SIGTERM was not enough within --kill-after. */
+			if (!r->sent_kill &&
+			    mono_ms() - r->term_at >= r->o->kill_after_ms) {
+				kill(-r->pid, SIGKILL);
+				r->sent_kill = 1;
+			}
 			continue;
+		}
 		if (deadline_ms > 0 && mono_ms() >= deadline_ms)
 			r->killed_for = 1;
 		else if (bus_ctx_expired(r->ctx))
 			r->killed_for = 2;
 		if (r->killed_for != 0)
-			kill(-r->pid, SIGKILL);
+			stop_group(r);
+	}
+	/* The command has ended (or poll failed, see the caller): what it left
+	 * in its group goes with it, then the leader is reaped. */
+	if (r->exited) {
+		kill(-r->pid, SIGKILL);
+		while (waitpid(r->pid, &r->status, 0) < 0 && errno == EINTR)
+			;
 	}
 	/* Whatever it wrote last, unless a process it left behind keeps the
 	 * pipe open. */
@@ -305,17 +355,27 @@ static int outcome(struct run *r, const bus_job *job, int64_t timeout_ms)
 	const char *sep = err && err[0] ? ": " : "";
 	const char *text = err ? err : "";
 	int rc;
+	/* Which signals it took, so that a command that does not end on
+	 * SIGTERM shows in its job's errors. */
+	char how[96];
+	if (r->term_at == 0)
+		snprintf(how, sizeof how, "SIGKILL");
+	else if (r->sent_kill)
+		snprintf(how, sizeof how, "SIGTERM, then SIGKILL after %gs",
+			 (double)r->o->kill_after_ms / 1000.0);
+	else
+		snprintf(how, sizeof how, "SIGTERM");
 	if (r->killed_for == 1)
 		rc = bus_ctx_fail(r->ctx,
-				  "timeout after %gs: killed the command's "
-				  "process group%s%s",
-				  (double)timeout_ms / 1000.0, sep, text);
+				  "timeout after %gs: stopped the command's "
+				  "process group (%s)%s%s",
+				  (double)timeout_ms / 1000.0, how, sep, text);
 	else if (r->killed_for == 2)
-		rc =
-		    bus_ctx_fail(r->ctx,
-				 "stopped: the job was cancelled or its worker "
-				 "is stopping%s%s",
-				 sep, text);
+		rc = bus_ctx_fail(r->ctx,
+				  "stopped: the job was cancelled or its worker "
+				  "is stopping (%s to the command's process "
+				  "group)%s%s",
+				  how, sep, text);
 	else if (WIFEXITED(r->status) && WEXITSTATUS(r->status) == 0)
 		rc = 0;
 	else if (WIFEXITED(r->status))
@@ -382,7 +442,8 @@ int exec_job_handler(bus_ctx *ctx, void *udata)
 	if (!r.exited) {
 		/* poll failed: do not leave the command running unwatched. */
 		kill(-r.pid, SIGKILL);
-		waitpid(r.pid, &r.status, 0);
+		while (waitpid(r.pid, &r.status, 0) < 0 && errno == EINTR)
+			;
 		r.exited = 1;
 	}
 	if (r.in_fd >= 0)

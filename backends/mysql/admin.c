@@ -2,9 +2,17 @@
  * Administration: get, list, cancel, retry, remove, pausing queues,
  * counts and prune.
  *
- * Each write is one statement that carries its own condition (not
- * finished, not executing), so it cannot race with a worker; when it
- * changes nothing, a read of the job says why (not found, or its state).
+ * Each write (cancel, retry, remove) is one short transaction: the job's
+ * row is read and locked (what it was before), the one statement that
+ * changes it runs when its state allows (the statement also carries that
+ * condition), and the reply says why when it does not (not found, or its
+ * state). Should the connection drop once the COMMIT was sent, the write
+ * may have landed: it is never run again blindly (a delete that landed
+ * would then report "not found", a cancel "already finished"). After the
+ * retry wrapper has ended the lost session, change_landed reads the row
+ * again and compares it with what it was before: a row that shows the
+ * change (or is gone, for a remove) means it landed; one that does not
+ * means it did not, and the change runs again from its read.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,10 +90,23 @@ static char *remove_build(const struct my_tables *t, size_t rows)
 			   NULL, NULL, rows);
 }
 
-static char *state_build(const struct my_tables *t, size_t rows)
+/* What the change and its read-back judge by: state, attempt, and
+ * whether a cancel request is pending. The lock holds the row until the
+ * change commits, so the statement sees the job as read. */
+#define LOOK_COLS "state, attempt, cancel_requested_at IS NOT NULL"
+
+static char *lock_build(const struct my_tables *t, size_t rows)
 {
-	return bus__my_sql(t, "SELECT state FROM bus_jobs WHERE id = ?", NULL,
-			   NULL, rows);
+	return bus__my_sql(t,
+			   "SELECT " LOOK_COLS " FROM bus_jobs WHERE id = ? "
+			   "FOR UPDATE",
+			   NULL, NULL, rows);
+}
+
+static char *look_build(const struct my_tables *t, size_t rows)
+{
+	return bus__my_sql(t, "SELECT " LOOK_COLS " FROM bus_jobs WHERE id = ?",
+			   NULL, NULL, rows);
 }
 
 static char *pause_build(const struct my_tables *t, size_t rows)
@@ -141,17 +162,40 @@ static int by_id(struct my_conn *c, int slot, my_sql_fn build, int with_now,
 	return rc;
 }
 
-/* The job's state, or -1 when there is no such job. */
-static int state_of(struct my_conn *c, int64_t id, long long *state)
+/* A job as a change judges it; state -1: there is no such job. */
+struct look {
+	long long state, attempt, cancel_requested;
+};
+
+/* Reads the job through the statement in `slot` (lock_build or
+ * look_build). */
+static int look_at(struct my_conn *c, int slot, my_sql_fn build, int64_t id,
+		   struct look *out)
 {
 	MYSQL_STMT *st;
-	size_t n = 0;
-	int rc = by_id(c, SL_STATE, state_build, 0, 0, id, &st);
-	if (rc == 0)
-		rc = bus__my_ints_fetch(c, st, state, 1, &n);
-	if (rc == 0 && n == 0)
-		*state = -1;
-	return rc;
+	int rc = by_id(c, slot, build, 0, 0, id, &st);
+	if (rc != 0)
+		return rc;
+	long long v[3] = { -1, 0, 0 };
+	MYSQL_BIND b[3];
+	memset(b, 0, sizeof b);
+	for (int i = 0; i < 3; i++) {
+		b[i].buffer_type = MYSQL_TYPE_LONGLONG;
+		b[i].buffer = &v[i];
+	}
+	if (mysql_stmt_bind_result(st, b) != 0)
+		return bus__my_stmt_fail(c, st);
+	int f = mysql_stmt_fetch(st);
+	if (f == MYSQL_NO_DATA) {
+		v[0] = -1;
+	} else if (f != 0 && f != MYSQL_DATA_TRUNCATED) {
+		rc = bus__my_stmt_fail(c, st);
+		mysql_stmt_free_result(st);
+		return rc;
+	}
+	mysql_stmt_free_result(st);
+	*out = (struct look){ v[0], v[1], v[2] };
+	return 0;
 }
 
 static int not_found(const bus_store *s, int64_t id)
@@ -255,9 +299,23 @@ enum change { CANCEL, RETRY, REMOVE };
 struct change_arg {
 	enum change what;
 	int64_t now, id;
-	long long state; /* when nothing changed: the job's, or -1 */
-	int changed;
+	struct look before; /* the job as the change found it */
+	int wrote;	    /* the change applied, and was made */
+	int commit_sent;    /* the COMMIT of a change was sent */
 };
+
+/* Whether the change applies to the job as read (the statement's own
+ * condition says the same). An executing job only records a cancel
+ * request, once: a second cancel has nothing to write. */
+static int applies(enum change what, const struct look *j)
+{
+	if (j->state < 0)
+		return 0;
+	if (what == CANCEL)
+		return (BUS_STATE_BIT(j->state) & BUS_STATES_UNFINISHED) &&
+		       !(j->state == BUS_JOB_EXECUTING && j->cancel_requested);
+	return j->state != BUS_JOB_EXECUTING;
+}
 
 static int change_op(bus_store *s, void *arg)
 {
@@ -271,88 +329,122 @@ static int change_op(bus_store *s, void *arg)
 		[REMOVE] = { SL_REMOVE, remove_build, 0 },
 	};
 	struct change_arg *a = arg;
-	MYSQL_STMT *st;
-	int rc = by_id(&s->conn, stmts[a->what].slot, stmts[a->what].build,
-		       stmts[a->what].with_now, a->now, a->id, &st);
-	if (rc != 0)
-		return rc;
-	a->changed = mysql_stmt_affected_rows(st) > 0;
-	return a->changed ? 0 : state_of(&s->conn, a->id, &a->state);
-}
-
-/* Runs a change; when it changes nothing and the job is still in a state
- * it applies to (`applies` of the state read after), the job moved in
- * between (a worker finished it, say): one more try decides. */
-static int change(bus_store *s, struct change_arg *a, const char *what,
-		  unsigned applies)
-{
-	int rc = 0;
-	for (int tries = 0; tries < 2; tries++) {
-		rc = bus__my_run(s, what, change_op, a);
-		if (rc != 0 || a->changed || a->state < 0 ||
-		    !(BUS_STATE_BIT(a->state) & applies))
-			break;
+	struct my_conn *c = &s->conn;
+	a->wrote = a->commit_sent = 0;
+	int rc = bus__my_begin(c);
+	if (rc == 0)
+		rc = look_at(c, SL_JOB_LOCK, lock_build, a->id, &a->before);
+	if (rc == 0 && applies(a->what, &a->before)) {
+		MYSQL_STMT *st;
+		rc = by_id(c, stmts[a->what].slot, stmts[a->what].build,
+			   stmts[a->what].with_now, a->now, a->id, &st);
+		if (rc == 0 && mysql_stmt_affected_rows(st) == 0 &&
+		    a->what == REMOVE)
+			rc = bus__my_fail(c, "job %lld, locked, was not "
+					     "deleted",
+					  (long long)a->id);
+		a->wrote = rc == 0;
+	}
+	if (rc == 0) {
+		a->commit_sent = a->wrote;
+		rc = bus__my_commit(c);
 	}
 	return rc;
+}
+
+/* After a lost connection (the lost session has ended): whether the
+ * change's COMMIT landed, judged by the row now against the row before.
+ * Without a COMMIT sent nothing can have landed: the change runs again
+ * from its read. What only the change (or a like change by someone else,
+ * which leaves the job as the caller asked) explains counts as landed:
+ *  - remove: the row is gone (ids are never reused);
+ *  - cancel: the job is cancelled, or, executing before, it holds a cancel
+ *    request (a job that completed meanwhile shows neither: the change
+ *    then runs again and says it had finished, which is true);
+ *  - retry: the job is available, or has been claimed since (a higher
+ *    attempt): running the retry again would run the job once more.
+ * Anything else is the row as it was, or moved on without the change: it
+ * runs again. */
+static int change_landed(bus_store *s, void *arg)
+{
+	struct change_arg *a = arg;
+	if (!a->commit_sent)
+		return 0;
+	struct look now;
+	int rc = look_at(&s->conn, SL_JOB_LOOK, look_build, a->id, &now);
+	if (rc != 0)
+		return rc;
+	const struct look *was = &a->before;
+	int landed;
+	switch (a->what) {
+	case REMOVE: landed = now.state < 0; break;
+	case CANCEL:
+		landed = now.state == BUS_JOB_CANCELLED ||
+			 (was->state == BUS_JOB_EXECUTING &&
+			  now.state == BUS_JOB_EXECUTING &&
+			  now.cancel_requested);
+		break;
+	default:
+		landed = now.state == BUS_JOB_AVAILABLE ||
+			 (now.state >= 0 && now.attempt > was->attempt);
+	}
+	if (landed && s->env.log != NULL)
+		s->env.log(s->env.log_udata, BUS_LOG_WARN,
+			   "mysql store: a %s of job %lld committed before "
+			   "the connection was lost; read back",
+			   a->what == CANCEL  ? "cancel"
+			   : a->what == RETRY ? "retry"
+					      : "delete",
+			   (long long)a->id);
+	return landed;
+}
+
+static int change(bus_store *s, struct change_arg *a, const char *what)
+{
+	return bus__my_run_checked(s, what, change_op, change_landed, a);
 }
 
 int bus__my_cancel(bus_store *s, int64_t now, int64_t id)
 {
 	int rc = bus__my_now_check(s, "cancel", now);
-	struct change_arg a = { CANCEL, now, id, -1, 0 };
-	/* Nothing changed on an executing job: its request was made before. */
+	struct change_arg a = { CANCEL, now, id, { -1, 0, 0 }, 0, 0 };
 	if (rc == 0)
-		rc = change(s, &a, "cancelling a job",
-			    BUS_STATES_UNFINISHED &
-				    ~BUS_STATE_BIT(BUS_JOB_EXECUTING));
-	if (rc != 0 || a.changed || a.state == BUS_JOB_EXECUTING)
+		rc = change(s, &a, "cancelling a job");
+	/* An executing job with a request already made: nothing to add. */
+	if (rc != 0 || a.wrote || a.before.state == BUS_JOB_EXECUTING)
 		return rc;
-	if (a.state < 0)
+	if (a.before.state < 0)
 		return not_found(s, id);
-	if (!(BUS_STATE_BIT(a.state) & BUS_STATES_FINISHED))
-		return s->env.error(BUS_ESTATE,
-				    "mysql store: cannot cancel job %lld: it "
-				    "keeps changing state",
-				    (long long)id);
 	return s->env.error(BUS_ESTATE,
 			    "mysql store: cannot cancel job %lld: it has "
 			    "already finished (%s)",
-			    (long long)id, state_name(a.state));
+			    (long long)id, state_name(a.before.state));
 }
 
 int bus__my_retry(bus_store *s, int64_t now, int64_t id)
 {
 	int rc = bus__my_now_check(s, "retry", now);
-	struct change_arg a = { RETRY, now, id, -1, 0 };
-	unsigned applies = BUS_STATES_ALL & ~BUS_STATE_BIT(BUS_JOB_EXECUTING);
+	struct change_arg a = { RETRY, now, id, { -1, 0, 0 }, 0, 0 };
 	if (rc == 0)
-		rc = change(s, &a, "retrying a job", applies);
-	if (rc != 0 || a.changed)
+		rc = change(s, &a, "retrying a job");
+	if (rc != 0 || a.wrote)
 		return rc;
-	if (a.state < 0)
+	if (a.before.state < 0)
 		return not_found(s, id);
-	if (a.state == BUS_JOB_EXECUTING)
-		return s->env.error(BUS_ESTATE,
-				    "mysql store: cannot retry job %lld: it "
-				    "is executing",
-				    (long long)id);
-	return 0; /* it was already available now, with an attempt left */
+	return s->env.error(BUS_ESTATE,
+			    "mysql store: cannot retry job %lld: it is "
+			    "executing",
+			    (long long)id);
 }
 
 int bus__my_remove(bus_store *s, int64_t id)
 {
-	struct change_arg a = { REMOVE, 0, id, -1, 0 };
-	unsigned applies = BUS_STATES_ALL & ~BUS_STATE_BIT(BUS_JOB_EXECUTING);
-	int rc = change(s, &a, "deleting a job", applies);
-	if (rc != 0 || a.changed)
+	struct change_arg a = { REMOVE, 0, id, { -1, 0, 0 }, 0, 0 };
+	int rc = change(s, &a, "deleting a job");
+	if (rc != 0 || a.wrote)
 		return rc;
-	if (a.state < 0)
+	if (a.before.state < 0)
 		return not_found(s, id);
-	if (a.state != BUS_JOB_EXECUTING)
-		return s->env.error(BUS_ESTATE,
-				    "mysql store: cannot delete job %lld: it "
-				    "keeps changing state",
-				    (long long)id);
 	return s->env.error(BUS_ESTATE,
 			    "mysql store: cannot delete job %lld: it is "
 			    "executing",

@@ -21,7 +21,8 @@ typedef struct bus_metrics_render_opts {
 	/* Counters of these workers, labelled node="<the worker's node>":
 	 * claimed, outcomes by kind, rescued, running, and the time spent in
 	 * the store's claim and finish calls (summaries: _sum in seconds and
-	 * _count of calls). NULL/0: none. */
+	 * _count of calls). Workers with the same node are summed into one
+	 * series; a worker listed twice counts once. NULL/0: none. */
 	const bus_worker *const *workers;
 	size_t n_workers;
 	/* Handler calls, failures and time, labelled handler="<name>", from

@@ -273,9 +273,9 @@ work --exec 'sleep 300 & echo \$! >$out/child.pid.\$BUS_JOB_ID; echo hanging >&2
 jobs show 1 --json
 jobs show 2 --json"
 	expect_status 0 "timeout batch"
-	expect_out '^\{"id":1,.*"state":"retryable",.*"error":"timeout after 1s: killed the command.s process group: hanging"' \
+	expect_out '^\{"id":1,.*"state":"retryable",.*"error":"timeout after 1s: stopped the command.s process group \(SIGTERM\): hanging"' \
 		"the job's own timeout kills it: retryable"
-	expect_out '^\{"id":2,.*"state":"discarded",.*"error":"timeout after 2s: killed' \
+	expect_out '^\{"id":2,.*"state":"discarded",.*"error":"timeout after 2s: stopped' \
 		"work --timeout for a job without one: discarded after its one attempt"
 	for id in 1 2; do
 		pid=$(cat "$out/child.pid.$id" 2>/dev/null)
@@ -472,6 +472,7 @@ sql_store_cases() {
 	scenario_errors
 	scenario_exec
 	scenario_sigterm
+	scenario_stop_signals
 	scenario_metrics
 	scenario_metrics_listen
 

@@ -9,5 +9,6 @@ scenario_admin
 scenario_errors
 scenario_exec
 scenario_sigterm
+scenario_stop_signals
 scenario_metrics
 cli_done

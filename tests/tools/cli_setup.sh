@@ -10,6 +10,7 @@ trap 'rm -rf "$TMP"' EXIT
 trap 'exit 1' INT TERM
 . "$top_srcdir_abs/tests/tools/cli_lib.sh"
 . "$top_srcdir_abs/tests/tools/cli_cases.sh"
+. "$top_srcdir_abs/tests/tools/cli_stop.sh"
 # The password of the made-up URLs of scenario_errors.
 add_secret "s3cr3t"
 for f in "$BUS" "$PROMCHECK"; do
