@@ -310,6 +310,10 @@ START_TEST(a_claim_keeps_its_limit_while_rows_change)
 	size_t total = 0;
 	static unsigned char seen[JOBS + 1];
 	memset(seen, 0, sizeof seen);
+	/* A claim may come back empty when every job left is locked by the
+	 * churn (near the end, a handful of rows of one id % 5 group), but
+	 * not for long: the churn moves on to the next group each round. */
+	int empty_in_a_row = 0;
 	while (total < JOBS) {
 		bus_job *rows = NULL;
 		size_t n = 0;
@@ -317,7 +321,11 @@ START_TEST(a_claim_keeps_its_limit_while_rows_change)
 			ops->claim(st, T0, "n", LEASE, &q, 1, &rows, &n), 0);
 		ck_assert_msg(n <= LIMIT, "a claim of %d took %zu jobs", LIMIT,
 			      n);
-		ck_assert_uint_gt(n, 0);
+		empty_in_a_row = n == 0 ? empty_in_a_row + 1 : 0;
+		ck_assert_msg(empty_in_a_row < 1000,
+			      "1000 claims in a row took nothing, with %zu of "
+			      "%d jobs claimed",
+			      total, JOBS);
 		for (size_t i = 0; i < n; i++) {
 			ck_assert(rows[i].id >= 1 && rows[i].id <= JOBS);
 			ck_assert_msg(!seen[rows[i].id], "job %lld claimed twice",
