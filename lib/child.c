@@ -192,22 +192,33 @@ static void child_descriptors(int sock)
 	close_from(sock + 1);
 }
 
+/* Stands in for the stop signals' default action in a child. */
+static void ignore_stop_signal(int sig)
+{
+	(void)sig;
+}
+
 /* Leaves the child as a fresh process would be, as far as the handlers'
  * code can tell: nothing blocked, no output of the parent's waiting in the
- * stdio buffers (it would come out twice); but the stop signals ignored. */
+ * stdio buffers (it would come out twice); but deaf to the stop signals. */
 static void child_reset(void)
 {
-	struct sigaction ign;
-	memset(&ign, 0, sizeof ign);
-	ign.sa_handler = SIG_IGN;
-	sigemptyset(&ign.sa_mask);
 	/* Shutdown is the parent's: systemd's SIGTERM and a terminal's
 	 * SIGINT reach the whole process group, and a child that died of
 	 * them would lose its running job instead of finishing it in the
 	 * parent's grace. The parent stops a child by closing its socket,
-	 * or with SIGKILL. */
-	sigaction(SIGTERM, &ign, NULL);
-	sigaction(SIGINT, &ign, NULL);
+	 * or with SIGKILL. A handler that does nothing, rather than SIG_IGN:
+	 * an ignored signal stays ignored across exec, so a program a job
+	 * runs (sh -c, a converter) could not be stopped with SIGTERM, while
+	 * a handled one is reset to its default by exec. SA_RESTART, so that
+	 * the signal interrupts no read or write of the handler's. */
+	struct sigaction deaf;
+	memset(&deaf, 0, sizeof deaf);
+	deaf.sa_handler = ignore_stop_signal;
+	deaf.sa_flags = SA_RESTART;
+	sigemptyset(&deaf.sa_mask);
+	sigaction(SIGTERM, &deaf, NULL);
+	sigaction(SIGINT, &deaf, NULL);
 	sigset_t none;
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);

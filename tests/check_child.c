@@ -132,16 +132,28 @@ static int h_remaining(bus_ctx *ctx, void *udata)
 	return bus_ctx_fail(ctx, "%lld", (long long)bus_ctx_remaining_ms(ctx));
 }
 
-/* Reports whether the child starts with the stop signals ignored (the
- * parent's to act on) and an empty signal mask, whatever the parent had. */
-static int h_signals(bus_ctx *ctx, void *udata)
+static void on_term(int sig);
+
+/* Whether `sig` is caught by a handler of the library's own (not SIG_IGN,
+ * which would survive an exec, not the default, not the parent's on_term),
+ * restarting interrupted calls, and the child survives it. */
+static int deaf_to(int sig)
 {
 	struct sigaction sa;
+	sigaction(sig, NULL, &sa);
+	if (sa.sa_handler == SIG_IGN || sa.sa_handler == SIG_DFL ||
+	    sa.sa_handler == on_term || !(sa.sa_flags & SA_RESTART))
+		return 0;
+	return raise(sig) == 0;
+}
+
+/* Reports whether the child starts deaf to the stop signals (the parent's
+ * to act on) and with an empty signal mask, whatever the parent had. */
+static int h_signals(bus_ctx *ctx, void *udata)
+{
 	sigset_t mask;
-	sigaction(SIGTERM, NULL, &sa);
-	int term = sa.sa_handler == SIG_IGN;
-	sigaction(SIGINT, NULL, &sa);
-	int intr = sa.sa_handler == SIG_IGN;
+	int term = deaf_to(SIGTERM);
+	int intr = deaf_to(SIGINT);
 	sigprocmask(SIG_SETMASK, NULL, &mask);
 	return bus_ctx_fail(ctx, "term %d int %d blocked %d", term, intr,
 			    sigismember(&mask, SIGTERM));
