@@ -65,17 +65,25 @@ static int open_pidfd(pid_t pid)
 #endif
 }
 
+/* Room for the descriptors a reply carries (a socket and a pidfd). */
+union fd_space {
+	char buf[CMSG_SPACE(2 * sizeof(int))];
+	struct cmsghdr align;
+};
+
+static void message_init(struct msghdr *m, struct iovec *iov)
+{
+	memset(m, 0, sizeof *m);
+	m->msg_iov = iov;
+	m->msg_iovlen = 1;
+}
+
 static void reply(int ctl, const struct zrep *rep, const int *fds, int nfds)
 {
 	struct iovec iov = { (void *)rep, sizeof *rep };
-	union {
-		char buf[CMSG_SPACE(2 * sizeof(int))];
-		struct cmsghdr align;
-	} u;
+	union fd_space u;
 	struct msghdr m;
-	memset(&m, 0, sizeof m);
-	m.msg_iov = &iov;
-	m.msg_iovlen = 1;
+	message_init(&m, &iov);
 	if (nfds > 0) {
 		memset(&u, 0, sizeof u);
 		m.msg_control = u.buf;
@@ -243,14 +251,9 @@ static int ask_once(struct bus_zygote *z, const struct zreq *rq,
 	if (r <= 0)
 		return -1;
 	struct iovec iov = { rep, sizeof *rep };
-	union {
-		char buf[CMSG_SPACE(2 * sizeof(int))];
-		struct cmsghdr align;
-	} u;
+	union fd_space u;
 	struct msghdr m;
-	memset(&m, 0, sizeof m);
-	m.msg_iov = &iov;
-	m.msg_iovlen = 1;
+	message_init(&m, &iov);
 	m.msg_control = u.buf;
 	m.msg_controllen = sizeof u.buf;
 	while ((n = recvmsg(z->ctl, &m, MSG_CMSG_CLOEXEC)) < 0 &&
