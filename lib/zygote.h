@@ -12,6 +12,11 @@
  * forks one process, the zygote, at bus_worker_start before any thread of
  * its own exists, and every child is forked by the zygote, which has one
  * thread and never allocates while another thread could hold a lock.
+ * What is left is that one fork (and the fork of a replacement zygote,
+ * below): threads the process has besides this worker's (the
+ * application's, another worker's) may hold a lock at that moment, which
+ * glibc's malloc survives and GCC 12's ASan may not; a far narrower
+ * window than a fork per child from a busy worker.
  *
  * Children: the zygote makes the socket pair, forks, and passes the
  * parent's end back over its control socket (SCM_RIGHTS) with the child's
