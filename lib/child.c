@@ -2,14 +2,12 @@
  * Process isolation: a pre-forked child runs durable handlers, one job at a
  * time, for its parent (see child.h; the wire format is in child_proto.h).
  *
- * fork() happens in a multi-threaded parent, so the child holds a copy of
- * memory that other threads may have been changing. It therefore reads only
- * what stays put while a worker runs (the lock-free handler registry) and
- * never touches a store connection. It does run handler code that allocates:
- * glibc makes malloc usable in the child of a threaded fork, and that is the
- * price of running the application's own handlers. What other locks a
- * handler takes (stdio, its own) are the handler's business, as they would
- * be under any fork-based worker.
+ * The children are forked by the worker's zygote (zygote.h), a process of
+ * one thread forked at bus_worker_start before the worker's threads, so a
+ * child's memory is a copy of a process in which no other thread held a
+ * lock (the allocator's: ASan's does not survive a threaded fork). The
+ * child reads the handler registry as the zygote copied it and never
+ * touches a store connection.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -35,30 +33,31 @@
 #include "jobrow.h"
 #include "ctx.h"
 #include "error.h"
+#include "zygote.h"
 
 #define TICK_MS 10    /* how often a waiting parent looks at cancel */
 #define LINGER_MS 100 /* how long a child told to stop may take */
 
 struct bus_child {
 	bus *bus;
-	pid_t pid; /* -1: none; the next run starts one */
-	int fd;    /* the parent's end of the socket pair; -1 with no child */
+	struct bus_zygote *zygote; /* not owned: the worker's */
+	/* k.pid -1: none, the next run starts one; k.fd: the parent's end of
+	 * the socket pair, -1 with no child; k.pidfd owned, -1 with none. */
+	struct bus_zygote_child k;
 };
 
 /*
- * fork() copies every descriptor into each new child: the parent ends of
- * the other children's socket pairs (a copy would keep another child's
- * socket open after the parent closed its own, so that child would never
- * see the end of the stream that tells it to stop), the store's
- * connections, the application's files. SOCK_CLOEXEC cannot help: the
- * children do not exec. So each new child lets go of every descriptor but
- * its standard streams and its own socket, /dev/null taking their numbers
- * (child_descriptors). spawn_lock is
- * held across socketpair and fork, so that no child is forked between
- * another's socketpair and the parent's close of its child end (the copy
- * would hide that child's death until closed).
+ * fork() copies every descriptor into the new process: the zygote's
+ * control socket, the application's files and, had the zygote been forked
+ * after them, the store's connections. SOCK_CLOEXEC cannot help: neither
+ * the zygote nor the children exec. So the zygote and each child let go of
+ * every descriptor but their standard streams and their own socket,
+ * /dev/null taking the numbers (child_descriptors). When the zygote forks
+ * a child it holds only its control socket and the new socket pair, so no
+ * child holds another child's socket (which would hide that child's end
+ * of stream from it) or the control socket (which would keep the zygote
+ * from seeing its parent's death).
  */
-static pthread_mutex_t spawn_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* ------------------------------------------------------------------------ */
 /* The child                                                                 */
@@ -73,7 +72,9 @@ static int run_job(bus *b, const bus_job *job, int64_t deadline_ns,
 	if (h == NULL) {
 		char why[320];
 		snprintf(why, sizeof why,
-			 "no durable handler named '%s' in this worker",
+			 "no durable handler named '%s' in this worker (a "
+			 "child process knows the handlers registered before "
+			 "bus_worker_start)",
 			 job->handler ? job->handler : "(null)");
 		return bus__proto_encode_outcome(reply, BUS_ENOTFOUND, 0, why);
 	}
@@ -192,42 +193,57 @@ static void child_descriptors(int sock)
 	close_from(sock + 1);
 }
 
+/* Stands in for the stop signals' default action in a child. */
+static void ignore_stop_signal(int sig)
+{
+	(void)sig;
+}
+
 /* Leaves the child as a fresh process would be, as far as the handlers'
  * code can tell: nothing blocked, no output of the parent's waiting in the
- * stdio buffers (it would come out twice); but the stop signals ignored. */
-static void child_reset(void)
+ * stdio buffers (it would come out twice); but deaf to the stop signals. */
+static void child_reset(const char *name)
 {
-	struct sigaction ign;
-	memset(&ign, 0, sizeof ign);
-	ign.sa_handler = SIG_IGN;
-	sigemptyset(&ign.sa_mask);
 	/* Shutdown is the parent's: systemd's SIGTERM and a terminal's
 	 * SIGINT reach the whole process group, and a child that died of
 	 * them would lose its running job instead of finishing it in the
 	 * parent's grace. The parent stops a child by closing its socket,
-	 * or with SIGKILL. */
-	sigaction(SIGTERM, &ign, NULL);
-	sigaction(SIGINT, &ign, NULL);
+	 * or with SIGKILL. A handler that does nothing, rather than SIG_IGN:
+	 * an ignored signal stays ignored across exec, so a program a job
+	 * runs (sh -c, a converter) could not be stopped with SIGTERM, while
+	 * a handled one is reset to its default by exec. SA_RESTART, so that
+	 * the signal interrupts no read or write of the handler's. */
+	struct sigaction deaf;
+	memset(&deaf, 0, sizeof deaf);
+	deaf.sa_handler = ignore_stop_signal;
+	deaf.sa_flags = SA_RESTART;
+	sigemptyset(&deaf.sa_mask);
+	sigaction(SIGTERM, &deaf, NULL);
+	sigaction(SIGINT, &deaf, NULL);
 	sigset_t none;
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	__fpurge(stdout);
 	__fpurge(stderr);
-	prctl(PR_SET_NAME, "bus-child", 0, 0, 0);
+	prctl(PR_SET_NAME, name, 0, 0, 0);
+}
+
+void bus__child_detach(int keep, const char *name)
+{
+	child_reset(name);
+	child_descriptors(keep);
 }
 
 /* The child's whole life: jobs in, outcomes out, until the parent closes
  * the socket. It never returns into the parent's code. */
-static _Noreturn void child_main(bus *b, int fd, pid_t parent)
+_Noreturn void bus__child_serve(bus *b, int fd, pid_t parent)
 {
-	child_reset();
-	child_descriptors(fd);
+	bus__child_detach(fd, "bus-child");
 	bus__store_after_fork(&b->store);
-	/* Die with the parent, so that no child outlives a crashed worker.
-	 * Linux sends the signal when the *thread* that forked exits: a child
-	 * forked by a thread that ends early dies idle, and ensure_child
-	 * replaces it at the next run (from the executor's own thread). A
-	 * parent that died before this call is caught by getppid. */
+	/* Die with the zygote (`parent`), which dies with the worker, so that
+	 * no child outlives a crashed worker. Linux sends the signal when the
+	 * *thread* that forked exits: the zygote's one thread. A zygote that
+	 * died before this call is caught by getppid. */
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0 ||
 	    getppid() != parent)
 		_exit(EXIT_FAILURE);
@@ -254,50 +270,28 @@ static _Noreturn void child_main(bus *b, int fd, pid_t parent)
 /* The parent                                                                */
 /* ------------------------------------------------------------------------ */
 
-/* Forks a child for `c`, which has none. */
+/* Has the zygote fork a child for `c`, which has none. */
 static int spawn(struct bus_child *c)
 {
-	pid_t parent = getpid();
-	int sv[2];
-	pthread_mutex_lock(&spawn_lock);
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
-		int err = errno;
-		pthread_mutex_unlock(&spawn_lock);
-		return bus__error_set(BUS_ERROR,
-				      "cannot create a socket pair for a child "
-				      "process: %s",
-				      strerror(err));
-	}
-	pid_t pid = fork();
-	if (pid == 0) {
-		/* (The child's copy of spawn_lock stays locked: a child never
-		 * starts children of its own.) The other children's sockets
-		 * are closed with every other descriptor (child_main). */
-		child_main(c->bus, sv[1], parent);
-	}
-	int err = errno;
-	close(sv[1]);
-	if (pid < 0) {
-		close(sv[0]);
-		pthread_mutex_unlock(&spawn_lock);
-		return bus__error_set(BUS_ERROR,
-				      "cannot fork a child process to run "
-				      "durable handlers: %s",
-				      strerror(err));
-	}
-	c->pid = pid;
-	c->fd = sv[0];
-	pthread_mutex_unlock(&spawn_lock);
-	return 0;
+	return bus__zygote_fork(c->zygote, &c->k);
 }
 
 /* Closes the parent's end of the socket: the child sees end of stream. */
 static void close_socket(struct bus_child *c)
 {
-	if (c->fd < 0)
+	if (c->k.fd < 0)
 		return;
-	close(c->fd);
-	c->fd = -1;
+	close(c->k.fd);
+	c->k.fd = -1;
+}
+
+/* The child was reaped: its pid may now belong to anyone. */
+static void forget(struct bus_child *c)
+{
+	if (c->k.pidfd >= 0)
+		close(c->k.pidfd);
+	c->k.pidfd = -1;
+	c->k.pid = -1;
 }
 
 static void sleep_1ms(void)
@@ -308,38 +302,37 @@ static void sleep_1ms(void)
 
 /*
  * Waits for the child to end, giving it `grace_ms` (0: none) before killing
- * it, and reaps it. *status is its wait status, or -1 when it was reaped
- * elsewhere (SIGCHLD ignored, or the application's own waitpid(-1)).
+ * it, and reaps it (through the zygote). *status is its wait status, or -1
+ * when it was lost (with a zygote that died, or one that cannot be asked).
  * Returns 1 when it had to be killed.
  */
 static int reap(struct bus_child *c, int grace_ms, int *status)
 {
 	int killed = 0;
-	if (c->pid < 0)
+	if (c->k.pid < 0)
 		return 0;
 	int64_t give_up = bus__mono_ns() + (int64_t)grace_ms * 1000000;
 	if (grace_ms == 0) {
-		kill(c->pid, SIGKILL);
+		bus__zygote_kill(c->zygote, &c->k);
 		killed = 1;
 	}
 	for (;;) {
-		pid_t r = waitpid(c->pid, status, killed ? 0 : WNOHANG);
-		if (r == c->pid)
+		int r = bus__zygote_wait(c->zygote, &c->k, status);
+		if (r == 1)
 			break;
-		if (r < 0 && errno == EINTR)
-			continue;
 		if (r < 0) {
+			/* The zygote is gone for good: so is the child
+			 * (PR_SET_PDEATHSIG). */
 			*status = -1;
 			break;
 		}
-		if (bus__mono_ns() >= give_up) {
-			kill(c->pid, SIGKILL);
+		if (!killed && bus__mono_ns() >= give_up) {
+			bus__zygote_kill(c->zygote, &c->k);
 			killed = 1;
-		} else {
-			sleep_1ms();
 		}
+		sleep_1ms();
 	}
-	c->pid = -1;
+	forget(c);
 	return killed;
 }
 
@@ -357,8 +350,9 @@ static char *describe_end(int status)
 	char *text = NULL;
 	int n;
 	if (status == -1) {
-		n = asprintf(&text, "exited, but its status was collected "
-				    "elsewhere (is SIGCHLD ignored?)");
+		n = asprintf(&text, "ended, but its exit status was lost "
+				    "with the process-isolation fork server, "
+				    "which died");
 	} else if (WIFEXITED(status)) {
 		n = asprintf(&text, "exited with status %d",
 			     WEXITSTATUS(status));
@@ -400,19 +394,18 @@ static void set_outcome(struct bus_outcome *out, int rc, char *error)
  * replaced, so that a job is never blamed for it. */
 static int ensure_child(struct bus_child *c)
 {
-	if (c->pid < 0)
+	if (c->k.pid < 0)
 		return spawn(c);
-	pid_t pid = c->pid;
+	pid_t pid = c->k.pid;
 	int status = 0;
-	struct pollfd p = { c->fd, POLLIN, 0 };
-	pid_t r = waitpid(pid, &status, WNOHANG);
-	if (r == pid || (r < 0 && errno == ECHILD)) {
-		c->pid = -1; /* reaped */
-		if (r < 0)
-			status = -1;
-	} else if (poll(&p, 1, 0) <= 0) {
+	struct pollfd p = { c->k.fd, POLLIN, 0 };
+	int r = bus__zygote_wait(c->zygote, &c->k, &status);
+	if (r < 0)
+		return r;
+	if (r == 1)
+		forget(c); /* reaped */
+	else if (poll(&p, 1, 0) <= 0)
 		return 0; /* idle and well */
-	}
 	/* Its socket closed (it is ending: let it finish) or it wrote. */
 	close_socket(c);
 	char *why = reap(c, LINGER_MS, &status) ? NULL : describe_end(status);
@@ -449,7 +442,7 @@ struct exchange {
 static int send_some(struct exchange *x)
 {
 	while (x->sent < x->frame->len) {
-		ssize_t n = send(x->c->fd, x->frame->data + x->sent,
+		ssize_t n = send(x->c->k.fd, x->frame->data + x->sent,
 				 x->frame->len - x->sent,
 				 MSG_DONTWAIT | MSG_NOSIGNAL);
 		if (n >= 0) {
@@ -468,7 +461,7 @@ static int send_some(struct exchange *x)
 /* Reads what the child sent. Returns an ending, or -1 to keep waiting. */
 static int receive(struct exchange *x)
 {
-	int r = bus__proto_reader_feed(&x->reader, x->c->fd,
+	int r = bus__proto_reader_feed(&x->reader, x->c->k.fd,
 				       BUS__PROTO_OUTCOME_MAX);
 	if (r == BUS__PROTO_MORE)
 		return -1;
@@ -500,12 +493,15 @@ static int check(struct exchange *x)
 		return END_CANCEL;
 	if (x->deadline_ns != 0 && bus__mono_ns() >= x->deadline_ns)
 		return END_TIMEOUT;
-	pid_t r = waitpid(x->c->pid, &x->status, WNOHANG);
-	if (r == x->c->pid || (r < 0 && errno == ECHILD)) {
-		if (r < 0)
-			x->status = -1;
-		/* Reaped: its pid may now belong to anyone. */
-		x->c->pid = -1;
+	int r = bus__zygote_wait(x->c->zygote, &x->c->k, &x->status);
+	if (r < 0) {
+		if (asprintf(&x->why, "cannot be watched (%s)",
+			     bus_error_last()->message) < 0)
+			x->why = NULL;
+		return END_BROKEN;
+	}
+	if (r == 1) {
+		forget(x->c);
 		/* It may have answered just before it ended. */
 		int end = receive(x);
 		if (end == END_OUTCOME)
@@ -535,8 +531,13 @@ static int exchange_run(struct exchange *x)
 		short want = POLLIN;
 		if (x->sent < x->frame->len)
 			want |= POLLOUT;
-		struct pollfd p = { x->c->fd, want, 0 };
-		int n = poll(&p, 1, poll_wait_ms(x->deadline_ns));
+		/* The pidfd, where there is one, wakes the wait as soon as
+		 * the child ends. */
+		struct pollfd ps[2] = { { x->c->k.fd, want, 0 },
+					{ x->c->k.pidfd, POLLIN, 0 } };
+		int n = poll(ps, x->c->k.pidfd >= 0 ? 2 : 1,
+			     poll_wait_ms(x->deadline_ns));
+		struct pollfd p = ps[0];
 		if (n < 0 && errno != EINTR) {
 			if (asprintf(&x->why, "cannot be watched (poll: %s)",
 				     strerror(errno)) < 0)
@@ -636,7 +637,7 @@ static int run_once(struct bus_child *c, const bus_job *job,
 		rc = HAND_OFF_LOST;
 	} else if (end != END_OUTCOME) {
 		conclude(&x, end, timeout_ms);
-	} else if (c->pid < 0) {
+	} else if (c->k.pid < 0) {
 		/* It answered, then ended (and was reaped). */
 		close_socket(c);
 	}
@@ -644,21 +645,24 @@ static int run_once(struct bus_child *c, const bus_job *job,
 	return rc;
 }
 
-int bus__child_spawn(struct bus_child **out, bus *b)
+int bus__child_spawn(struct bus_child **out, bus *b,
+		     struct bus_zygote *zygote)
 {
 	if (out == NULL)
 		return bus__error_set(BUS_EINVAL,
 				      "bus__child_spawn: out is NULL");
 	*out = NULL;
-	if (b == NULL)
+	if (b == NULL || zygote == NULL)
 		return bus__error_set(BUS_EINVAL,
-				      "bus__child_spawn: bus is NULL");
+				      "bus__child_spawn: %s is NULL",
+				      b == NULL ? "bus" : "zygote");
 	struct bus_child *c = calloc(1, sizeof *c);
 	if (c == NULL)
 		return bus__error_oom();
 	c->bus = b;
-	c->pid = -1;
-	c->fd = -1;
+	c->zygote = zygote;
+	c->k.pid = -1;
+	c->k.fd = c->k.pidfd = -1;
 	int rc = spawn(c);
 	if (rc != 0) {
 		free(c);
@@ -706,7 +710,7 @@ int bus__child_run(struct bus_child *c, const bus_job *job, int64_t timeout_ms,
 
 int bus__child_pid(const struct bus_child *c)
 {
-	return c != NULL && c->pid > 0 ? (int)c->pid : -1;
+	return c != NULL && c->k.pid > 0 ? (int)c->k.pid : -1;
 }
 
 void bus__child_free(struct bus_child *c)
@@ -714,7 +718,7 @@ void bus__child_free(struct bus_child *c)
 	if (c == NULL)
 		return;
 	close_socket(c);
-	if (c->pid >= 0) {
+	if (c->k.pid >= 0) {
 		int status;
 		reap(c, LINGER_MS, &status);
 	}

@@ -12,6 +12,7 @@
 
 #include <stdatomic.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "bus/bus.h"
 
@@ -24,8 +25,12 @@ struct bus_outcome {
 	int64_t snooze_s; /* with BUS_ESNOOZE */
 };
 
-/* Forks a child serving jobs of bus `b` (whose handlers it inherits). */
-int bus__child_spawn(struct bus_child **out, bus *b);
+struct bus_zygote;
+
+/* Has `zygote` (zygote.h; it must outlive the child) fork a child serving
+ * jobs of bus `b`, with the handlers the zygote copied when it started. */
+int bus__child_spawn(struct bus_child **out, bus *b,
+		     struct bus_zygote *zygote);
 
 /*
  * Runs `job` in the child and waits for its outcome, for at most timeout_ms
@@ -42,6 +47,15 @@ int bus__child_run(struct bus_child *c, const bus_job *job, int64_t timeout_ms,
 
 /* The child's process id (for tests), or -1 when it has none right now. */
 int bus__child_pid(const struct bus_child *c);
+
+/* For the zygote: the life of a child forked from it (`parent`), serving
+ * jobs over `fd` until end of stream. Never returns. */
+_Noreturn void bus__child_serve(bus *b, int fd, pid_t parent);
+
+/* For the zygote and the children: ignore the group's stop signals,
+ * unblock every signal, drop the parent's stdio buffers, take the process
+ * name `name`, and let go of every descriptor but 0-2 and `keep`. */
+void bus__child_detach(int keep, const char *name);
 
 /* Stops the child (closing its socket, then SIGKILL if it lingers), reaps
  * it, and frees `c`. NULL is fine. */

@@ -14,6 +14,7 @@
 #include "jobrow.h"
 #include "names.h"
 #include "worker.h"
+#include "zygote.h"
 
 /* The defaults, and why, are in include/bus/worker.h. */
 #define DEFAULT_CONCURRENCY 4
@@ -577,6 +578,8 @@ static void free_children(struct bus_worker *w)
 		bus__child_free(w->slots[i].child);
 		w->slots[i].child = NULL;
 	}
+	bus__zygote_stop(w->zygote);
+	w->zygote = NULL;
 }
 
 int bus_worker_start(bus_worker *w)
@@ -589,12 +592,18 @@ int bus_worker_start(bus_worker *w)
 	if (state != W_NEW)
 		return bus__error_set(BUS_ESTATE,
 				      "worker '%s' was already started", w->node);
-	int rc = open_connections(w);
-	/* Children are forked before this worker's threads exist. */
+	/* The zygote, which forks the children, is forked first: before this
+	 * worker's threads exist (zygote.h says why), and before its
+	 * connections, which it must not hold. */
+	int rc = 0;
+	if (w->isolation == BUS_ISOLATION_PROCESS)
+		rc = bus__zygote_start(&w->zygote, w->bus);
+	if (rc == 0)
+		rc = open_connections(w);
 	for (size_t i = 0; rc == 0 && w->isolation == BUS_ISOLATION_PROCESS &&
 			   i < w->n_slots;
 	     i++)
-		rc = bus__child_spawn(&w->slots[i].child, w->bus);
+		rc = bus__child_spawn(&w->slots[i].child, w->bus, w->zygote);
 	if (rc != 0) {
 		free_children(w);
 		close_connections(w);

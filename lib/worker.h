@@ -104,6 +104,9 @@ struct bus_worker {
 	struct worker_slot *slots;
 	size_t n_slots;
 	bus_isolation isolation;
+	/* Process isolation: forks the children (zygote.h); owned, from
+	 * bus_worker_start until the children are freed. */
+	struct bus_zygote *zygote;
 	int fetch_batch;
 	int64_t poll_ms, lease_us, rescue_ms, retention_s, grace_ms;
 	int completer_batch;

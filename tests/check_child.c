@@ -1,8 +1,9 @@
 /*
- * Process isolation (lib/child.c, lib/child_proto.c): the wire format, jobs
- * handed to a pre-forked child and their outcomes, and what happens when the
- * child crashes, exits, overruns its timeout or is cancelled. Internals are
- * reached through the library's internal headers.
+ * Process isolation (lib/child.c, lib/child_proto.c, lib/zygote.c): the wire
+ * format, jobs handed to a pre-forked child (forked by the zygote) and their
+ * outcomes, and what happens when the child crashes, exits, overruns its
+ * timeout or is cancelled, or its zygote dies. Internals are reached through
+ * the library's internal headers.
  */
 #include <dirent.h>
 #include <fcntl.h>
@@ -18,6 +19,7 @@
 
 #include "child.h"
 #include "child_proto.h"
+#include "zygote.h"
 
 /* ------------------------------------------------------------------------ */
 /* Handlers                                                                  */
@@ -132,16 +134,28 @@ static int h_remaining(bus_ctx *ctx, void *udata)
 	return bus_ctx_fail(ctx, "%lld", (long long)bus_ctx_remaining_ms(ctx));
 }
 
-/* Reports whether the child starts with the stop signals ignored (the
- * parent's to act on) and an empty signal mask, whatever the parent had. */
-static int h_signals(bus_ctx *ctx, void *udata)
+static void on_term(int sig);
+
+/* Whether `sig` is caught by a handler of the library's own (not SIG_IGN,
+ * which would survive an exec, not the default, not the parent's on_term),
+ * restarting interrupted calls, and the child survives it. */
+static int deaf_to(int sig)
 {
 	struct sigaction sa;
+	sigaction(sig, NULL, &sa);
+	if (sa.sa_handler == SIG_IGN || sa.sa_handler == SIG_DFL ||
+	    sa.sa_handler == on_term || !(sa.sa_flags & SA_RESTART))
+		return 0;
+	return raise(sig) == 0;
+}
+
+/* Reports whether the child starts deaf to the stop signals (the parent's
+ * to act on) and with an empty signal mask, whatever the parent had. */
+static int h_signals(bus_ctx *ctx, void *udata)
+{
 	sigset_t mask;
-	sigaction(SIGTERM, NULL, &sa);
-	int term = sa.sa_handler == SIG_IGN;
-	sigaction(SIGINT, NULL, &sa);
-	int intr = sa.sa_handler == SIG_IGN;
+	int term = deaf_to(SIGTERM);
+	int intr = deaf_to(SIGINT);
 	sigprocmask(SIG_SETMASK, NULL, &mask);
 	return bus_ctx_fail(ctx, "term %d int %d blocked %d", term, intr,
 			    sigismember(&mask, SIGTERM));
@@ -251,10 +265,24 @@ static bus_job make_job(const char *name, const char *payload)
 	return j;
 }
 
+/* The zygote of this test's children (each test runs in a process of its
+ * own), started by the first spawn and stopped by assert_no_children. */
+static struct bus_zygote *zygote;
+
+static struct bus_zygote *test_zygote(bus *b)
+{
+	if (zygote == NULL) {
+		int rc = bus__zygote_start(&zygote, b);
+		ck_assert_msg(rc == 0, "bus__zygote_start = %d: %s", rc,
+			      bus_error_last()->message);
+	}
+	return zygote;
+}
+
 static struct bus_child *spawn(bus *b)
 {
 	struct bus_child *c = NULL;
-	int rc = bus__child_spawn(&c, b);
+	int rc = bus__child_spawn(&c, b, test_zygote(b));
 	ck_assert_msg(rc == 0, "bus__child_spawn = %d: %s", rc,
 		      bus_error_last()->message);
 	ck_assert_ptr_nonnull(c);
@@ -302,15 +330,46 @@ static void assert_gone(pid_t pid)
 		      strerror(errno));
 }
 
-/* No child of this process is left unreaped. */
+/* No child of this process is left unreaped, once the zygote is stopped
+ * (which reaps it). */
 static void assert_no_children(void)
 {
+	bus__zygote_stop(zygote);
+	zygote = NULL;
 	int status;
 	errno = 0;
 	pid_t r = waitpid(-1, &status, WNOHANG);
 	ck_assert_msg(r == -1 && errno == ECHILD,
 		      "waitpid(-1) = %d (%s): a child was left behind", (int)r,
 		      strerror(errno));
+}
+
+/* Waits until `pid` has ended: a zombie, or (`gone_ok`) reaped. */
+static void wait_ended(pid_t pid, int gone_ok)
+{
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	for (int waited = 0; waited < 10000; waited++) {
+		char buf[512] = "";
+		FILE *f = fopen(path, "r");
+		if (f == NULL && gone_ok)
+			return;
+		ck_assert_ptr_nonnull(f);
+		size_t n = fread(buf, 1, sizeof buf - 1, f);
+		fclose(f);
+		buf[n] = '\0';
+		const char *end = strrchr(buf, ')');
+		if (end != NULL && end[1] == ' ' && end[2] == 'Z')
+			return;
+		sleep_ms(1);
+	}
+	ck_abort_msg("process %d did not end", (int)pid);
+}
+
+/* Waits until `pid` (a child of the zygote) has ended and is a zombie. */
+static void wait_zombie(pid_t pid)
+{
+	wait_ended(pid, 0);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -906,13 +965,87 @@ START_TEST(test_idle_death_is_replaced)
 	pid_t first = bus__child_pid(c);
 	kill(first, SIGKILL);
 	/* Until it is dead, leaving it for the library to reap. */
-	siginfo_t si;
-	ck_assert_int_eq(waitid(P_PID, first, &si, WEXITED | WNOWAIT), 0);
+	wait_zombie(first);
 	struct bus_outcome o = run(c, "ok", "{}", 0, NULL);
 	ck_assert_outcome(o, 0, NULL);
 	ck_assert_int_ne(bus__child_pid(c), first);
 	ck_assert_int_ge(capture_find(&cap, BUS_LOG_WARN, "while idle",
 				      "SIGKILL"),
+			 0);
+	bus__child_free(c);
+	bus_close(b);
+	assert_no_children();
+}
+END_TEST
+
+/* The zygote holds no descriptor of its parent's but its control socket
+ * (and /dev/null in place of the others): not the children's sockets, not
+ * the parent's files or connections. */
+START_TEST(test_zygote_holds_one_socket)
+{
+	int p[2];
+	ck_assert_int_eq(pipe(p), 0);
+	bus *b = open_handlers();
+	struct bus_child *c = spawn(b);
+	struct bus_outcome o = run(c, "ok", "{}", 0, NULL);
+	ck_assert_outcome(o, 0, NULL);
+	int zpid = bus__zygote_pid(zygote);
+	ck_assert_int_gt(zpid, 0);
+	char dir[64];
+	snprintf(dir, sizeof dir, "/proc/%d/fd", zpid);
+	DIR *d = opendir(dir);
+	ck_assert_ptr_nonnull(d);
+	int sockets = 0, other = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.' || atoi(e->d_name) <= 2)
+			continue;
+		char path[400], target[300];
+		snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+		ssize_t len = readlink(path, target, sizeof target - 1);
+		ck_assert_int_gt(len, 0);
+		target[len] = '\0';
+		if (strncmp(target, "socket:", 7) == 0)
+			sockets++;
+		else if (strcmp(target, "/dev/null") != 0)
+			other++;
+	}
+	closedir(d);
+	ck_assert_int_eq(sockets, 1);
+	ck_assert_int_eq(other, 0);
+	bus__child_free(c);
+	bus_close(b);
+	close(p[0]);
+	close(p[1]);
+	assert_no_children();
+}
+END_TEST
+
+/* A zygote that dies (an operator's kill) takes its idle children with it;
+ * the next run starts another zygote and another child, and says the old
+ * child's status was lost. */
+START_TEST(test_zygote_death_is_replaced)
+{
+	bus *b = open_handlers();
+	struct log_capture cap = { 0 };
+	bus_set_logger(b, BUS_LOG_DEBUG, capture_log, &cap);
+	struct bus_child *c = spawn(b);
+	pid_t first = bus__child_pid(c);
+	int zpid = bus__zygote_pid(zygote);
+	ck_assert_int_eq(kill(zpid, SIGKILL), 0);
+	int status;
+	/* Reaped here: the library finds it gone at its next request. */
+	ck_assert_int_eq(waitpid(zpid, &status, 0), zpid);
+	/* The old child died with its zygote (PR_SET_PDEATHSIG). */
+	wait_ended(first, 1);
+	struct bus_outcome o = run(c, "ok", "{}", 0, NULL);
+	ck_assert_outcome(o, 0, NULL);
+	ck_assert_int_ne(bus__child_pid(c), first);
+	ck_assert_int_gt(bus__zygote_pid(zygote), 0);
+	ck_assert_int_ne(bus__zygote_pid(zygote), zpid);
+	ck_assert_int_ge(capture_find(&cap, BUS_LOG_WARN, "while idle",
+				      "lost with the process-isolation fork "
+				      "server"),
 			 0);
 	bus__child_free(c);
 	bus_close(b);
@@ -937,12 +1070,14 @@ START_TEST(test_die_with_parent)
 	ck_assert_int_ge(mid, 0);
 	if (mid == 0) {
 		bus *b = open_handlers();
+		struct bus_zygote *z = NULL;
 		struct bus_child *c = NULL;
-		if (bus__child_spawn(&c, b) != 0)
+		if (bus__zygote_start(&z, b) != 0 ||
+		    bus__child_spawn(&c, b, z) != 0)
 			_exit(1);
-		int pid = bus__child_pid(c);
+		int pids[2] = { bus__child_pid(c), bus__zygote_pid(z) };
 		pthread_t t;
-		if (write(fds[1], &pid, sizeof pid) != sizeof pid ||
+		if (write(fds[1], pids, sizeof pids) != sizeof pids ||
 		    pthread_create(&t, NULL, exit_soon, NULL) != 0)
 			_exit(1);
 		bus_job j = make_job("loop", "{}");
@@ -950,14 +1085,30 @@ START_TEST(test_die_with_parent)
 		bus__child_run(c, &j, 0, NULL, &o);
 		_exit(1);
 	}
-	int pid = 0;
-	ck_assert_int_eq(read(fds[0], &pid, sizeof pid), sizeof pid);
+	int pids[2] = { 0, 0 };
+	ck_assert_int_eq(read(fds[0], pids, sizeof pids), sizeof pids);
 	int status;
 	ck_assert_int_eq(waitpid(mid, &status, 0), mid);
 	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-	ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
-		      "the child ended with wait status 0x%x", status);
+	/* The zygote sees its control socket close and ends; the child dies
+	 * with it. Both come to this process (the subreaper) once their
+	 * parents are gone. */
+	int child_status = -1, zygote_status = -1;
+	for (int waited = 0; waited < 10000; waited++) {
+		pid_t r = waitpid(-1, &status, WNOHANG);
+		if (r == pids[0])
+			child_status = status;
+		else if (r == pids[1])
+			zygote_status = status;
+		if (child_status != -1 && zygote_status != -1)
+			break;
+		if (r <= 0)
+			sleep_ms(1);
+	}
+	ck_assert_msg(zygote_status != -1, "the zygote did not end");
+	ck_assert_msg(WIFSIGNALED(child_status) &&
+			      WTERMSIG(child_status) == SIGKILL,
+		      "the child ended with wait status 0x%x", child_status);
 	assert_no_children();
 }
 END_TEST
@@ -974,7 +1125,10 @@ START_TEST(test_free_null_and_bad_args)
 	struct bus_child *c = spawn(b);
 	ck_assert_int_eq(bus__child_run(c, &j, -1, NULL, &o), BUS_EINVAL);
 	ck_assert_last_error(BUS_EINVAL, "timeout_ms");
-	ck_assert_int_eq(bus__child_spawn(NULL, b), BUS_EINVAL);
+	ck_assert_int_eq(bus__child_spawn(NULL, b, zygote), BUS_EINVAL);
+	struct bus_child *none = NULL;
+	ck_assert_int_eq(bus__child_spawn(&none, b, NULL), BUS_EINVAL);
+	ck_assert_last_error(BUS_EINVAL, "zygote");
 	bus__child_free(c);
 	bus_close(b);
 }
@@ -1019,6 +1173,8 @@ static Suite *child_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_signals_ignored);
 	tcase_add_test(tc, test_sockets_not_inherited);
+	tcase_add_test(tc, test_zygote_holds_one_socket);
+	tcase_add_test(tc, test_zygote_death_is_replaced);
 	tcase_add_test(tc, test_idle_death_is_replaced);
 	tcase_add_test(tc, test_die_with_parent);
 	tcase_add_test(tc, test_free_null_and_bad_args);

@@ -133,7 +133,12 @@ typedef struct bus_worker_opts {
 BUS_EXTERN int bus_worker_new(bus_worker **out, bus *b,
 			      const bus_worker_opts *opts);
 
-/* Starts the worker's threads (and child processes) and returns. */
+/* Starts the worker's threads (and child processes) and returns. Under
+ * process isolation the children are forked by a helper process that the
+ * worker forks here, before its threads, so they run the handlers that were
+ * registered on the bus before this call: register every durable handler
+ * first (a job of a handler registered later fails in the child with "no
+ * durable handler named ..."). */
 BUS_EXTERN int bus_worker_start(bus_worker *w);
 
 /* Starts the worker when needed and runs until it is asked to stop

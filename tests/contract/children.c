@@ -5,7 +5,8 @@
  * streams and its own socket to the parent; and it ignores the stop
  * signals sent to the whole process group (systemd's SIGTERM, a
  * terminal's Ctrl-C), which are the parent's to act on: the parent stops
- * gracefully and its children finish their jobs within the grace.
+ * gracefully and its children finish their jobs within the grace. A
+ * program a handler runs, though, gets the default stop signals.
  */
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -107,6 +108,37 @@ static int list_descriptors(bus_ctx *ctx, void *udata)
 	return 0;
 }
 
+/* Stores one job of `kind` (its handler registered by the caller on queue
+ * `queue`), runs it on a worker with one child, and fails the test, saying
+ * `what` and the job's error, unless it completed. */
+static void assert_job_completes(bus *b, const char *kind, const char *queue,
+				 const char *what)
+{
+	int64_t id = enqueue_ok(b, kind, "{}", NULL, BUS_INSERTED);
+	bus_worker *w = contract_start_worker(
+		b, &(struct contract_worker_opts){ .queue = queue,
+						   .concurrency = 1,
+						   .process = 1 });
+	bus_job *j = NULL;
+	for (int tries = 0; tries < 2000; tries++) {
+		bus_job_free(j);
+		j = get_job(b, id);
+		if (j->state != BUS_JOB_AVAILABLE &&
+		    j->state != BUS_JOB_EXECUTING)
+			break;
+		sleep_ms(5);
+	}
+	struct cJSON *errors = job_errors(j);
+	char why[600];
+	snprintf(why, sizeof why, "%s",
+		 errors ? job_error_text(errors, 0) : "no error");
+	cJSON_Delete(errors);
+	ck_assert_msg(j->state == BUS_JOB_COMPLETED, "%s: state %d, %s", what,
+		      j->state, why);
+	bus_job_free(j);
+	bus_worker_free(w);
+}
+
 START_TEST(process_isolation_child_holds_no_inherited_descriptor)
 {
 	/* Descriptors a child must not inherit, open before the children
@@ -126,33 +158,53 @@ START_TEST(process_isolation_child_holds_no_inherited_descriptor)
 	struct parent_fds pf;
 	parent_fds_read(&pf);
 	contract_handle(b, "fd.job", list_descriptors, &pf, NULL, "fd.q");
-	int64_t id = enqueue_ok(b, "fd.job", "{}", NULL, BUS_INSERTED);
-	bus_worker *w = contract_start_worker(
-		b, &(struct contract_worker_opts){ .queue = "fd.q",
-						   .concurrency = 1,
-						   .process = 1 });
-	bus_job *j = NULL;
-	for (int tries = 0; tries < 2000; tries++) {
-		bus_job_free(j);
-		j = get_job(b, id);
-		if (j->state != BUS_JOB_AVAILABLE &&
-		    j->state != BUS_JOB_EXECUTING)
-			break;
-		sleep_ms(5);
-	}
-	struct cJSON *errors = job_errors(j);
-	char why[600];
-	snprintf(why, sizeof why, "%s",
-		 errors ? job_error_text(errors, 0) : "no error");
-	cJSON_Delete(errors);
-	ck_assert_msg(j->state == BUS_JOB_COMPLETED,
-		      "the child's descriptors: state %d, %s", j->state, why);
-	bus_job_free(j);
-	bus_worker_free(w);
+	assert_job_completes(b, "fd.job", "fd.q", "the child's descriptors");
 	bus_close(b);
 	close(tcp);
 	close(p[0]);
 	close(p[1]);
+}
+END_TEST
+
+/* ---- a program a handler runs gets the default stop signals ---- */
+
+/* Runs a shell that sends itself SIGTERM: a program started from a child
+ * must be stoppable as any other, so the child's deafness to the group's
+ * stop signals must not be SIG_IGN, which exec keeps. */
+static int exec_term_self(bus_ctx *ctx, void *udata)
+{
+	(void)udata;
+	pid_t pid = fork();
+	if (pid < 0)
+		return bus_ctx_fail(ctx, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		execl("/bin/sh", "sh", "-c", "kill -TERM $$; exit 7",
+		      (char *)NULL);
+		_exit(127);
+	}
+	int status;
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return bus_ctx_fail(ctx, "waitpid: %s",
+					    strerror(errno));
+	if (WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM)
+		return 0;
+	if (WIFEXITED(status))
+		return bus_ctx_fail(ctx,
+				    "sh survived its own SIGTERM (exit %d): "
+				    "it inherited SIGTERM ignored",
+				    WEXITSTATUS(status));
+	return bus_ctx_fail(ctx, "sh ended with wait status %#x", status);
+}
+
+START_TEST(process_isolation_exec_from_handler_gets_default_sigterm)
+{
+	bus *b;
+	contract_open(&b);
+	contract_handle(b, "exec.job", exec_term_self, NULL, NULL, "exec.q");
+	assert_job_completes(b, "exec.job", "exec.q",
+			     "a program run by a handler");
+	bus_close(b);
 }
 END_TEST
 
@@ -273,5 +325,7 @@ TCase *contract_children(void)
 	tcase_add_test(tc, process_isolation_child_holds_no_inherited_descriptor);
 	tcase_add_test(tc,
 		       process_isolation_jobs_finish_after_sigterm_to_the_group);
+	tcase_add_test(tc,
+		       process_isolation_exec_from_handler_gets_default_sigterm);
 	return tc;
 }
