@@ -158,8 +158,9 @@ static int plugin_exists(const struct plugin *p)
 }
 
 /* Every operation of ABI 1 and 2 is required, and of ABI 5 now (the core
- * calls each of them); paused_queues (3) may be NULL, and the push wake-up
- * (4) is optional. */
+ * calls each of them); paused_queues (3) may be NULL, the push wake-up
+ * (4) is optional, and so is start (6: without it no rescued job's attempt
+ * is refunded). */
 static int ops_complete(const struct plugin *p, const struct bus_store_ops *ops)
 {
 	const struct {

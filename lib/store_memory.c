@@ -177,6 +177,7 @@ int bus__memory_row_fill(bus_job *r, const struct mjob *j, const char *node)
 	r->unique_key = dup_str(j->unique_key, &ok);
 	r->unique_states = j->unique_states;
 	r->cancel_requested_at = j->cancel_requested_at;
+	r->started_at = j->started_at;
 	if (ok)
 		return 0;
 	/* bus_job_list_free with n = 1 would free `r` itself. */
@@ -293,12 +294,14 @@ static size_t claim_queue(struct bus_store *s, struct queue *q, size_t limit,
 		j->attempted_at = now;
 		j->attempted_by = node;
 		j->lease_until = now + lease_us;
+		j->started_at = 0;
 		bus__memory_set_state(s, j, BUS_JOB_EXECUTING, now);
 		r->state = j->state;
 		r->attempt = j->attempt;
 		r->attempted_at = j->attempted_at;
 		r->lease_until = j->lease_until;
 		r->finished_at = j->finished_at;
+		r->started_at = 0;
 		if (j->unique_key == NULL) {
 			free(r->unique_key);
 			r->unique_key = NULL;
@@ -411,6 +414,12 @@ static int finish_check(bus_store *s, const bus_store_finish *it, size_t i)
 		return s->error(BUS_EINVAL,
 				"memory store: finish: item %zu has no node",
 				i);
+	if (it->only_if_expired < 0 ||
+	    it->only_if_expired > BUS_FINISH_IF_EXPIRED_UNSTARTED)
+		return s->error(BUS_EINVAL,
+				"memory store: finish: item %zu (job %" PRId64
+				"): only_if_expired %d is unknown",
+				i, it->id, it->only_if_expired);
 	switch (it->state) {
 	case BUS_JOB_COMPLETED:
 	case BUS_JOB_RETRYABLE:
@@ -489,7 +498,9 @@ static int mem_finish(bus_store *s, int64_t now, const bus_store_finish *items,
 		const bus_store_finish *it = &items[i];
 		struct mjob *j = job_find(s, it->id);
 		if (!holds(j, it->node, it->attempt) ||
-		    (it->only_if_expired && !(j->lease_until < now)))
+		    (it->only_if_expired && !(j->lease_until < now)) ||
+		    (it->only_if_expired == BUS_FINISH_IF_EXPIRED_UNSTARTED &&
+		     j->started_at != 0))
 			continue;
 		if (entries != NULL && entries[i] != NULL &&
 		    (rc = errors_append(j, entries[i])) != 0)
@@ -524,6 +535,28 @@ static int mem_extend(bus_store *s, int64_t now, const char *node,
 			j->lease_until = now + lease_us;
 			bus__heap_fix(&s->leases, &j->hn);
 		}
+	}
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+static int mem_start(bus_store *s, int64_t now, const char *node,
+		     const int64_t *ids, const int *attempts, size_t n,
+		     unsigned char *held)
+{
+	if (n == 0)
+		return 0;
+	if (node == NULL || ids == NULL || attempts == NULL || held == NULL)
+		return s->error(BUS_EINVAL,
+				"memory store: start: node, ids, attempts or "
+				"held is NULL");
+	now = clock_now(now);
+	pthread_mutex_lock(&s->lock);
+	for (size_t i = 0; i < n; i++) {
+		struct mjob *j = job_find(s, ids[i]);
+		held[i] = (unsigned char)holds(j, node, attempts[i]);
+		if (held[i] && j->started_at == 0)
+			j->started_at = now;
 	}
 	pthread_mutex_unlock(&s->lock);
 	return 0;
@@ -612,4 +645,5 @@ const struct bus_store_ops bus__memory_store_ops = {
 	.listen = NULL,
 	.wait_jobs = NULL,
 	.now = mem_now,
+	.start = mem_start,
 };

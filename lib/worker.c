@@ -380,13 +380,14 @@ static void give_back(struct bus_worker *w, const bus_job *job)
 
 void bus__queue_ran(struct worker_queue *q, int64_t ns, int max_prefetch)
 {
-	if (!q->prefetch_auto)
-		return;
 	/* An average over the last eight jobs or so: one slow job does not
-	 * empty the prefetch, a queue whose jobs turn slow soon does. */
+	 * empty the prefetch, a queue whose jobs turn slow soon does. (Also
+	 * kept with a fixed prefetch: worker_start.c reads it.) */
 	q->avg_run_ns = q->avg_run_ns == 0 ? ns + 1
 					   : q->avg_run_ns +
 						     (ns - q->avg_run_ns) / 8;
+	if (!q->prefetch_auto)
+		return;
 	int64_t avg = q->avg_run_ns > 1000 ? q->avg_run_ns : 1000;
 	int64_t p = (int64_t)q->concurrency * PREFETCH_HORIZON_MS * 1000000 /
 		    avg;
@@ -557,6 +558,8 @@ static int open_connections(struct bus_worker *w)
 		rc = bus__store_open(p, &w->maint_store);
 	if (rc == 0)
 		rc = bus__store_open(p, &w->lease_store);
+	if (rc == 0 && p->ops->start != NULL)
+		rc = bus__store_open(p, &w->start_store);
 	return rc;
 }
 
@@ -567,8 +570,9 @@ static void close_connections(struct bus_worker *w)
 	bus__store_close(p, w->complete_store);
 	bus__store_close(p, w->maint_store);
 	bus__store_close(p, w->lease_store);
+	bus__store_close(p, w->start_store);
 	w->fetch_store = w->complete_store = w->maint_store = NULL;
-	w->lease_store = NULL;
+	w->lease_store = w->start_store = NULL;
 }
 
 static void free_children(struct bus_worker *w)
