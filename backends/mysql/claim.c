@@ -46,7 +46,7 @@ static char *claim_set_build(const struct my_tables *t, size_t rows)
 		t,
 		"UPDATE bus_jobs SET state = 2, attempt = attempt + 1, "
 		"attempted_at = ?, attempted_by = ?, lease_until = ?, "
-		"claim_token = ?, finished_at = NULL, "
+		"claim_token = ?, finished_at = NULL, started_at = NULL, "
 		"unique_key = IF((unique_states >> 2) & 1, unique_key, NULL) "
 		"WHERE id IN ({rows})",
 		"?", ", ", rows);
@@ -130,6 +130,7 @@ static int claim_rows_set(struct claim_arg *a, int64_t now)
 		j->attempted_at = now;
 		j->lease_until = now + a->lease_us;
 		j->finished_at = 0;
+		j->started_at = 0;
 		if (!(j->unique_states & BUS_STATE_BIT(BUS_JOB_EXECUTING))) {
 			free(j->unique_key);
 			j->unique_key = NULL;

@@ -91,6 +91,7 @@ static const struct bus_store_ops my_ops = {
 	.finish = bus__my_finish,
 	.extend = bus__my_extend,
 	.expired = bus__my_expired,
+	.start = bus__my_start,
 	.get = bus__my_get,
 	.list = bus__my_list,
 	.cancel = bus__my_cancel,
@@ -110,7 +111,8 @@ static const struct bus_store_ops my_ops = {
 
 const struct bus_store_ops *bus_backend_entry(uint32_t core_abi)
 {
-	/* Operations are only appended: any core of ABI 1 or later reads
-	 * a prefix of these (this is ABI 5). */
-	return core_abi >= 1 ? &my_ops : NULL;
+	/* Operations are only appended, but ABI 6 made bus_job longer
+	 * (started_at): an older core would read the rows this returns with
+	 * the wrong stride (this is ABI 6). */
+	return core_abi >= 6 ? &my_ops : NULL;
 }
