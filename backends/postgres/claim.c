@@ -31,7 +31,7 @@ static const char claim_sql[] =
 	"UPDATE bus_jobs j SET state = 2, attempt = j.attempt + 1, "
 	"attempted_at = n.now, attempted_by = $4::text, "
 	"lease_until = n.now + $5::int8 * interval '1 microsecond', "
-	"finished_at = NULL, "
+	"finished_at = NULL, started_at = NULL, "
 	"unique_key = CASE WHEN j.unique_states & 4 <> 0 THEN j.unique_key "
 	"END "
 	"FROM n WHERE j.id = ANY (ARRAY(SELECT d.id FROM n, "

@@ -79,6 +79,7 @@ static const struct bus_store_ops pg_ops = {
 	.claim = bus__pg_claim,
 	.finish = bus__pg_finish,
 	.extend = bus__pg_extend,
+	.start = bus__pg_start,
 	.expired = bus__pg_expired,
 	.get = bus__pg_get,
 	.list = bus__pg_list,
@@ -98,7 +99,8 @@ static const struct bus_store_ops pg_ops = {
 
 const struct bus_store_ops *bus_backend_entry(uint32_t core_abi)
 {
-	/* Operations are only appended: any core of ABI 1 or later reads
-	 * a prefix of these. */
-	return core_abi >= 1 ? &pg_ops : NULL;
+	/* Operations are only appended, but ABI 6 made bus_job longer
+	 * (started_at): an older core would read the rows this returns with
+	 * the wrong stride. */
+	return core_abi >= 6 ? &pg_ops : NULL;
 }
