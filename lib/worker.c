@@ -578,6 +578,10 @@ static void *fetcher(void *arg)
 		free(rows);
 		if (n > 0)
 			pthread_cond_broadcast(&w->work);
+		/* Their start, recorded now, while the executors may still
+		 * run the jobs recorded before (worker_start.c). */
+		if (n > 0 && w->start_store != NULL && w->claiming)
+			bus__worker_start_wave(w, 1);
 		/* poll_ms is at most a day (check_opts): no overflow. */
 		int64_t next_poll = now + w->poll_ms * 1000000;
 		for (size_t i = 0; i < w->n_queues; i++)

@@ -178,11 +178,12 @@ static inline int bus__queue_low(const struct worker_queue *q)
 /* worker_start.c, under the lock: whether the head of q's FIFO may be
  * handed to an executor (its start is recorded, or the store records
  * none); and recording a wave of starts (the lock is released during the
- * store call, or the caller waits on w->work while another records one).
- * Either way the caller looks at the FIFO again afterwards. */
+ * store call, or the caller waits on w->work while another records one;
+ * the fetcher does not wait, and leaves it to the other). Either way the
+ * caller looks at the FIFO again afterwards. */
 int bus__worker_head_ready(const struct bus_worker *w,
 			   const struct worker_queue *q);
-void bus__worker_start_wave(struct bus_worker *w);
+void bus__worker_start_wave(struct bus_worker *w, int fetcher);
 
 /* worker_exec.c: an executor thread. */
 void *bus__worker_executor(void *slot);

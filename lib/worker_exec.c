@@ -183,7 +183,7 @@ void *bus__worker_executor(void *arg)
 			break; /* stop() gives back what still waits */
 		/* Never a job whose start the store has not recorded. */
 		if (!bus__worker_head_ready(w, q)) {
-			bus__worker_start_wave(w);
+			bus__worker_start_wave(w, 0);
 			continue;
 		}
 		struct job_fifo *f = &q->pending;

@@ -10,12 +10,15 @@
  * write has succeeded, before any executor takes the job: a job in a
  * queue's FIFO with started_at 0 is never handed to an executor.
  *
- * Cost: one store call per wave, not per job. The executor that finds the
- * head of its FIFO not started records, in one call, the start of the jobs
- * the worker's idle executors take now, plus those its executors are
+ * Cost: one store call per wave, not per job. A wave is the start of the
+ * jobs the worker's idle executors take now, plus those its executors are
  * expected to take during about one such call (at least START_AHEAD_MIN_NS;
  * from the queue's average run time), so that executors of short jobs do
- * not wait for a store round trip every few jobs. Those few jobs count as
+ * not wait for a store round trip every few jobs. The fetcher records a
+ * wave as soon as a claim lands, while the executors still run the jobs
+ * recorded before (so that, with short jobs, the call overlaps their work
+ * and a claim costs one more store call, not a stall); an executor that
+ * finds the head of its FIFO not started records one itself. Those few jobs count as
  * started a moment early: if the worker dies just then, their attempt is
  * charged, as it was for every prefetched job before. Jobs of long-running
  * queues are recorded as their executors free up, one call each.
@@ -97,34 +100,56 @@ static int wave_collect(struct bus_worker *w, struct wave_item **out,
 	return 0;
 }
 
-/* Applies the store's answer to the FIFOs (under the lock): a job held is
+/* Removes entry k of f (under the lock), keeping the order. */
+static void fifo_remove(struct job_fifo *f, size_t k)
+{
+	for (size_t m = k; m + 1 < f->len; m++)
+		f->items[(f->head + m) % f->cap] =
+			f->items[(f->head + m + 1) % f->cap];
+	f->len--;
+}
+
+/*
+ * Applies the store's answer to the FIFOs (under the lock): a job held is
  * marked started; one not held is no longer this worker's (rescued,
  * cancelled meanwhile) and is dropped unrun. A job gone from its FIFO
- * meanwhile (given back at shutdown, its lease lost) is left alone. */
+ * meanwhile (given back at shutdown, its lease lost) is left alone. The
+ * wave was listed in FIFO order, which removals, pops at the head and
+ * pushes at the tail keep: one pass per queue finds them all.
+ */
 static void wave_apply(struct bus_worker *w, const struct wave_item *items,
 		       size_t n, const unsigned char *held, int64_t stamp)
 {
+	struct worker_queue *q = NULL;
+	size_t at = 0; /* the FIFO position to search q's next item from */
 	for (size_t i = 0; i < n; i++) {
-		struct job_fifo *f = &items[i].q->pending;
-		for (size_t k = 0; k < f->len; k++) {
-			bus_job *job = &f->items[(f->head + k) % f->cap];
-			if (job->id != items[i].id ||
-			    job->attempt != items[i].attempt)
-				continue;
-			if (held[i]) {
-				job->started_at = stamp;
-				break;
-			}
-			bus__job_clear(job);
-			for (size_t m = k; m + 1 < f->len; m++)
-				f->items[(f->head + m) % f->cap] =
-					f->items[(f->head + m + 1) % f->cap];
-			f->len--;
-			atomic_fetch_add(&w->stats.lost, 1);
-			if (bus__queue_low(items[i].q))
-				pthread_cond_signal(&w->room);
-			break;
+		if (items[i].q != q) {
+			q = items[i].q;
+			at = 0;
 		}
+		struct job_fifo *f = &q->pending;
+		size_t k = at;
+		while (k < f->len) {
+			const bus_job *job = &f->items[(f->head + k) % f->cap];
+			if (job->id == items[i].id &&
+			    job->attempt == items[i].attempt)
+				break;
+			k++;
+		}
+		if (k == f->len)
+			continue; /* gone: look for the next from `at` */
+		bus_job *job = &f->items[(f->head + k) % f->cap];
+		if (held[i]) {
+			job->started_at = stamp;
+			at = k + 1;
+			continue;
+		}
+		bus__job_clear(job);
+		fifo_remove(f, k);
+		at = k;
+		atomic_fetch_add(&w->stats.lost, 1);
+		if (bus__queue_low(q))
+			pthread_cond_signal(&w->room);
 	}
 }
 
@@ -136,15 +161,18 @@ int bus__worker_head_ready(const struct bus_worker *w,
 			      f->items[f->head].started_at != 0);
 }
 
-void bus__worker_start_wave(struct bus_worker *w)
+void bus__worker_start_wave(struct bus_worker *w, int fetcher)
 {
 	bus *b = w->bus;
 	if (w->starting) {
-		pthread_cond_wait(&w->work, &w->lock);
+		if (!fetcher)
+			pthread_cond_wait(&w->work, &w->lock);
 		return;
 	}
 	int64_t mono = bus__mono_ns();
 	if (w->start_retry_ns > mono) {
+		if (fetcher)
+			return;
 		struct timespec ts = { (time_t)(w->start_retry_ns / 1000000000),
 				       (long)(w->start_retry_ns % 1000000000) };
 		pthread_cond_timedwait(&w->work, &w->lock, &ts);
@@ -152,11 +180,14 @@ void bus__worker_start_wave(struct bus_worker *w)
 	}
 	struct wave_item *items = NULL;
 	size_t n = 0;
-	if (wave_collect(w, &items, &n) != 0 || n == 0) {
+	if (wave_collect(w, &items, &n) != 0) {
 		/* Out of memory: try again shortly. */
-		free(items);
 		w->start_retry_ns = mono + START_RETRY_MS * INT64_C(1000000);
 		return;
+	}
+	if (n == 0) {
+		free(items);
+		return; /* every job waiting is recorded started */
 	}
 	int64_t *ids = malloc(n * sizeof *ids);
 	int *attempts = malloc(n * sizeof *attempts);
