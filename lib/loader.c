@@ -194,6 +194,12 @@ static int ops_complete(const struct plugin *p, const struct bus_store_ops *ops)
 					      "store plug-in %s: operation "
 					      "'%s' is missing",
 					      p->path, required[i].name);
+	/* claim_start (6) is one more way to record starts. */
+	if (ops->claim_start != NULL && ops->start == NULL)
+		return bus__error_set(BUS_EBACKEND,
+				      "store plug-in %s: operation 'start' is "
+				      "missing ('claim_start' needs it)",
+				      p->path);
 	/* Push wake-up (ABI 4) is optional, but comes as a pair. */
 	if ((ops->listen == NULL) != (ops->wait_jobs == NULL))
 		return bus__error_set(BUS_EBACKEND,

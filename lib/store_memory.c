@@ -268,7 +268,7 @@ static int mem_migrate(bus_store *s)
  * *oom when a row could not be copied (that job stays as it was). */
 static size_t claim_queue(struct bus_store *s, struct queue *q, size_t limit,
 			  int64_t now, const char *node, int64_t lease_us,
-			  bus_job *rows, int *oom)
+			  int start, bus_job *rows, int *oom)
 {
 	struct bus__heap_node *top;
 	while ((top = bus__heap_top(&q->waiting)) != NULL &&
@@ -294,14 +294,14 @@ static size_t claim_queue(struct bus_store *s, struct queue *q, size_t limit,
 		j->attempted_at = now;
 		j->attempted_by = node;
 		j->lease_until = now + lease_us;
-		j->started_at = 0;
+		j->started_at = start ? now : 0;
 		bus__memory_set_state(s, j, BUS_JOB_EXECUTING, now);
 		r->state = j->state;
 		r->attempt = j->attempt;
 		r->attempted_at = j->attempted_at;
 		r->lease_until = j->lease_until;
 		r->finished_at = j->finished_at;
-		r->started_at = 0;
+		r->started_at = j->started_at;
 		if (j->unique_key == NULL) {
 			free(r->unique_key);
 			r->unique_key = NULL;
@@ -311,9 +311,10 @@ static size_t claim_queue(struct bus_store *s, struct queue *q, size_t limit,
 	return k;
 }
 
-static int mem_claim(bus_store *s, int64_t now, const char *node,
-		     int64_t lease_us, const bus_store_claim *queues,
-		     size_t n_queues, bus_job **out, size_t *n_out)
+static int mem_claim_start(bus_store *s, int64_t now, const char *node,
+			   int64_t lease_us, const bus_store_claim *queues,
+			   const unsigned char *start, size_t n_queues,
+			   bus_job **out, size_t *n_out)
 {
 	*out = NULL;
 	*n_out = 0;
@@ -345,7 +346,8 @@ static int mem_claim(bus_store *s, int64_t now, const char *node,
 		struct queue *q = bus__memory_queue_get(s, queues[i].queue, 0);
 		if (q != NULL && !q->paused)
 			k += claim_queue(s, q, queues[i].limit, now, nd,
-					 lease_us, rows + k, &oom);
+					 lease_us, start != NULL && start[i],
+					 rows + k, &oom);
 	}
 	pthread_mutex_unlock(&s->lock);
 	/* A partial claim is returned as it is: its jobs are executing. */
@@ -359,6 +361,14 @@ static int mem_claim(bus_store *s, int64_t now, const char *node,
 	*out = rows;
 	*n_out = k;
 	return 0;
+}
+
+static int mem_claim(bus_store *s, int64_t now, const char *node,
+		     int64_t lease_us, const bus_store_claim *queues,
+		     size_t n_queues, bus_job **out, size_t *n_out)
+{
+	return mem_claim_start(s, now, node, lease_us, queues, NULL, n_queues,
+			       out, n_out);
 }
 
 /* ---- finish, extend, expired ---- */
@@ -646,4 +656,5 @@ const struct bus_store_ops bus__memory_store_ops = {
 	.wait_jobs = NULL,
 	.now = mem_now,
 	.start = mem_start,
+	.claim_start = mem_claim_start,
 };

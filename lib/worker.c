@@ -452,7 +452,8 @@ void bus__queue_ran(struct worker_queue *q, int64_t ns, int max_prefetch)
  * taken yet.
  */
 static size_t room_for(struct bus_worker *w, bus_store_claim *req,
-		       int64_t now, int64_t *next_ns, int *starved)
+		       unsigned char *start, int64_t now, int64_t *next_ns,
+		       int *starved)
 {
 	size_t total = 0;
 	*next_ns = 0;
@@ -480,6 +481,11 @@ static size_t room_for(struct bus_worker *w, bus_store_claim *req,
 			want = (size_t)w->fetch_batch - total;
 		req[i].queue = q->name;
 		req[i].limit = want;
+		/* Their start recorded by the claim itself when its executors
+		 * reach them all within about one store call. */
+		start[i] = want > 0 && w->start_store != NULL &&
+			   q->pending.len + want <=
+				   bus__worker_start_ahead(w, q);
 		total += want;
 	}
 	return total;
@@ -513,10 +519,11 @@ static void *fetcher(void *arg)
 	bus *b = w->bus;
 	bus_store_claim *req = calloc(w->n_queues, sizeof *req);
 	size_t *got = calloc(w->n_queues, sizeof *got);
+	unsigned char *start = calloc(w->n_queues, 1);
 	int complained = 0;
 	pthread_mutex_lock(&w->lock);
 	unsigned seen_wakes = w->wakes;
-	while (req != NULL && got != NULL && w->claiming) {
+	while (req != NULL && got != NULL && start != NULL && w->claiming) {
 		int64_t now = bus__mono_ns();
 		if (w->wakes != seen_wakes) {
 			/* Jobs were stored here: every queue may have some. */
@@ -526,7 +533,7 @@ static void *fetcher(void *arg)
 		}
 		int64_t next_ns;
 		int starved;
-		size_t want = room_for(w, req, now, &next_ns, &starved);
+		size_t want = room_for(w, req, start, now, &next_ns, &starved);
 		if (want == 0) {
 			w->fetcher_starved = starved;
 			if (starved)
@@ -540,9 +547,16 @@ static void *fetcher(void *arg)
 		bus_job *rows = NULL;
 		size_t n = 0;
 		int64_t t0 = bus__mono_ns();
-		int rc = b->store.ops->claim(w->fetch_store, bus__now(b),
-					     w->node, w->lease_us, req,
-					     w->n_queues, &rows, &n);
+		int rc = w->start_store != NULL &&
+					 b->store.ops->claim_start != NULL
+				 ? b->store.ops->claim_start(
+					   w->fetch_store, bus__now(b), w->node,
+					   w->lease_us, req, start, w->n_queues,
+					   &rows, &n)
+				 : b->store.ops->claim(w->fetch_store,
+						       bus__now(b), w->node,
+						       w->lease_us, req,
+						       w->n_queues, &rows, &n);
 		atomic_fetch_add(&w->stats.claims, 1);
 		atomic_fetch_add(&w->stats.claim_ns,
 				 (uint64_t)(bus__mono_ns() - t0));
@@ -592,6 +606,7 @@ static void *fetcher(void *arg)
 	pthread_mutex_unlock(&w->lock);
 	free(req);
 	free(got);
+	free(start);
 	return NULL;
 }
 

@@ -184,6 +184,12 @@ static inline int bus__queue_low(const struct worker_queue *q)
 int bus__worker_head_ready(const struct bus_worker *w,
 			   const struct worker_queue *q);
 void bus__worker_start_wave(struct bus_worker *w, int fetcher);
+/* worker_start.c, under the lock: how many of q's waiting jobs a wave
+ * records -- those its idle executors take now and those its executors
+ * are expected to take during one store call. A claim whose jobs all fall
+ * within it records their start itself (ops->claim_start). */
+size_t bus__worker_start_ahead(const struct bus_worker *w,
+			       const struct worker_queue *q);
 
 /* worker_exec.c: an executor thread. */
 void *bus__worker_executor(void *slot);

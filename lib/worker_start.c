@@ -49,10 +49,8 @@ struct wave_item {
 	int attempt;
 };
 
-/* The jobs of `q` this wave records (under the lock): for its idle
- * executors and those expected to take a job during one call. */
-static size_t wave_want(const struct bus_worker *w,
-			const struct worker_queue *q)
+size_t bus__worker_start_ahead(const struct bus_worker *w,
+			       const struct worker_queue *q)
 {
 	int64_t idle = (int64_t)q->concurrency - q->busy;
 	int64_t ahead = 0;
@@ -85,7 +83,7 @@ static int wave_collect(struct bus_worker *w, struct wave_item **out,
 	for (size_t i = 0; i < w->n_queues; i++) {
 		struct worker_queue *q = &w->queues[i];
 		const struct job_fifo *f = &q->pending;
-		size_t want = wave_want(w, q);
+		size_t want = bus__worker_start_ahead(w, q);
 		for (size_t k = 0; k < f->len && want > 0; k++) {
 			const bus_job *job = &f->items[(f->head + k) % f->cap];
 			if (job->started_at != 0)

@@ -966,6 +966,35 @@ START_TEST(start_is_recorded_under_the_guard_and_guards_the_refund)
 }
 END_TEST
 
+/* claim_start records the start of the jobs of the queues it is told to,
+ * and only those, in the claim's own step. */
+START_TEST(claim_start_starts_the_jobs_of_the_queues_it_is_told)
+{
+	ck_assert_ptr_nonnull(ops->claim_start);
+	bus_store_new_job ja = job_in("qa", 0, 0), jb = job_in("qb", 0, 0);
+	int64_t a1 = insert1(&ja), a2 = insert1(&ja), b1 = insert1(&jb);
+	bus_store_claim c[2] = { { "qa", 2 }, { "qb", 1 } };
+	unsigned char start[2] = { 1, 0 };
+	bus_job *rows = NULL;
+	size_t n = 0;
+	ck_assert_int_eq(ops->claim_start(st, T0 + SEC, "node-a", LEASE, c,
+					  start, 2, &rows, &n),
+			 0);
+	ck_assert_uint_eq(n, 3);
+	for (size_t i = 0; i < n; i++)
+		ck_assert_int_eq(rows[i].started_at,
+				 rows[i].id == b1 ? 0 : T0 + SEC);
+	bus_job_list_free(rows, n);
+	int64_t ids[3] = { a1, a2, b1 };
+	for (int i = 0; i < 3; i++) {
+		bus_job *r = get(ids[i]);
+		ck_assert_int_eq(r->state, BUS_JOB_EXECUTING);
+		ck_assert_int_eq(r->started_at, ids[i] == b1 ? 0 : T0 + SEC);
+		bus_job_free(r);
+	}
+}
+END_TEST
+
 START_TEST(expired_lists_oldest_leases_first)
 {
 	bus_store_new_job j = job_in("q", 0, 0);
@@ -1620,6 +1649,7 @@ void store_cases_add(TCase *tc, const struct store_fixture *f)
 	tcase_add_test(tc, finish_sets_times_and_refunds);
 	tcase_add_test(tc,
 		       start_is_recorded_under_the_guard_and_guards_the_refund);
+	tcase_add_test(tc, claim_start_starts_the_jobs_of_the_queues_it_is_told);
 	tcase_add_test(tc, finish_appends_errors_as_valid_json);
 	tcase_add_test(tc, unique_conflict_without_replace_is_a_duplicate);
 	tcase_add_test(tc, replace_overwrites_only_the_allowed_fields);

@@ -91,7 +91,6 @@ static const struct bus_store_ops my_ops = {
 	.finish = bus__my_finish,
 	.extend = bus__my_extend,
 	.expired = bus__my_expired,
-	.start = bus__my_start,
 	.get = bus__my_get,
 	.list = bus__my_list,
 	.cancel = bus__my_cancel,
@@ -107,6 +106,8 @@ static const struct bus_store_ops my_ops = {
 	.listen = NULL,
 	.wait_jobs = NULL,
 	.now = bus__my_now,
+	.start = bus__my_start,
+	.claim_start = bus__my_claim_start,
 };
 
 const struct bus_store_ops *bus_backend_entry(uint32_t core_abi)

@@ -337,6 +337,10 @@ int bus__my_finish(bus_store *s, int64_t now, const bus_store_finish *items,
 int bus__my_extend(bus_store *s, int64_t now, const char *node,
 		   int64_t lease_us, const int64_t *ids, const int *attempts,
 		   size_t n, unsigned char *held);
+int bus__my_claim_start(bus_store *s, int64_t now, const char *node,
+			int64_t lease_us, const bus_store_claim *queues,
+			const unsigned char *start, size_t n_queues,
+			bus_job **out, size_t *n_out);
 int bus__my_start(bus_store *s, int64_t now, const char *node,
 		  const int64_t *ids, const int *attempts, size_t n,
 		  unsigned char *held);

@@ -304,6 +304,10 @@ int bus__pg_claim(bus_store *s, int64_t now, const char *node, int64_t lease_us,
 const char *bus__pg_claim_sql(void);
 int bus__pg_finish(bus_store *s, int64_t now, const bus_store_finish *items,
 		   size_t n, unsigned char *applied);
+int bus__pg_claim_start(bus_store *s, int64_t now, const char *node,
+			int64_t lease_us, const bus_store_claim *queues,
+			const unsigned char *start, size_t n_queues,
+			bus_job **out, size_t *n_out);
 int bus__pg_start(bus_store *s, int64_t now, const char *node,
 		  const int64_t *ids, const int *attempts, size_t n,
 		  unsigned char *held);

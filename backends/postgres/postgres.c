@@ -79,7 +79,6 @@ static const struct bus_store_ops pg_ops = {
 	.claim = bus__pg_claim,
 	.finish = bus__pg_finish,
 	.extend = bus__pg_extend,
-	.start = bus__pg_start,
 	.expired = bus__pg_expired,
 	.get = bus__pg_get,
 	.list = bus__pg_list,
@@ -95,6 +94,8 @@ static const struct bus_store_ops pg_ops = {
 	.listen = bus__pg_listen,
 	.wait_jobs = bus__pg_wait_jobs,
 	.now = bus__pg_now,
+	.start = bus__pg_start,
+	.claim_start = bus__pg_claim_start,
 };
 
 const struct bus_store_ops *bus_backend_entry(uint32_t core_abi)

@@ -156,8 +156,9 @@ START_TEST(the_claim_is_an_index_scan_without_a_sort)
 	ck_assert_ptr_nonnull(claim);
 	char *sql = malloc(strlen(claim) + 64);
 	sprintf(sql, "EXPLAIN %s", claim);
-	const char *vals[5] = { NULL, "{q1,q2}", "{10,10}", "node", "1000000" };
-	PGresult *r = PQexecParams(st->conn.db, sql, 5, NULL, vals, NULL,
+	const char *vals[6] = { NULL,	   "{q1,q2}", "{10,10}",
+				"node", "1000000", "{q1}" };
+	PGresult *r = PQexecParams(st->conn.db, sql, 6, NULL, vals, NULL,
 				   NULL, 0);
 	ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK, "%s",
 		      PQerrorMessage(st->conn.db));

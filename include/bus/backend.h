@@ -35,8 +35,9 @@ extern "C" {
  * 3: paused_queues (bus_queue_list).
  * 4: listen and wait_jobs (push wake-up, optional).
  * 5: the store's clock (now).
- * 6: the start of an attempt (start, bus_job.started_at, claim clears it,
- *    finish's BUS_FINISH_IF_EXPIRED_UNSTARTED guard), optional. */
+ * 6: the start of an attempt (start, claim_start, bus_job.started_at,
+ *    claim clears it, finish's BUS_FINISH_IF_EXPIRED_UNSTARTED guard),
+ *    optional. */
 #define BUS_STORE_ABI_VERSION 6
 
 typedef struct bus_store bus_store; /* the backend's connection */
@@ -312,6 +313,18 @@ struct bus_store_ops {
 	int (*start)(bus_store *s, int64_t now, const char *node,
 		     const int64_t *ids, const int *attempts, size_t n,
 		     unsigned char *held);
+	/*
+	 * claim, which also records the start (started_at = now) of every
+	 * job it takes from queues[i] when start[i] is set, in the same
+	 * atomic step: the core sets it for a queue whose jobs go to its
+	 * executors at once, so that recording their start costs no call of
+	 * its own. Optional (NULL: the core claims with claim, then calls
+	 * start); only with start.
+	 */
+	int (*claim_start)(bus_store *s, int64_t now, const char *node,
+			   int64_t lease_us, const bus_store_claim *queues,
+			   const unsigned char *start, size_t n_queues,
+			   bus_job **out, size_t *n_out);
 };
 
 /* The one symbol a backend exports. `core_abi` is the core's
