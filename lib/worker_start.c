@@ -55,9 +55,20 @@ size_t bus__worker_start_ahead(const struct bus_worker *w,
 	int64_t idle = (int64_t)q->concurrency - q->busy;
 	int64_t ahead = 0;
 	if (q->avg_run_ns > 0) {
-		int64_t call = w->start_avg_ns > START_AHEAD_MIN_NS
-				       ? w->start_avg_ns
-				       : START_AHEAD_MIN_NS;
+		/* One call: a start's, or a claim's while no start has been
+		 * timed (the claims may record every start). */
+		uint64_t claims = atomic_load_explicit(&w->stats.claims,
+						       memory_order_relaxed);
+		int64_t claim_ns =
+			claims ? (int64_t)(atomic_load_explicit(
+						   &w->stats.claim_ns,
+						   memory_order_relaxed) /
+					   claims)
+			       : 0;
+		int64_t call = w->start_avg_ns > claim_ns ? w->start_avg_ns
+							  : claim_ns;
+		if (call < START_AHEAD_MIN_NS)
+			call = START_AHEAD_MIN_NS;
 		ahead = (int64_t)q->concurrency * (call / q->avg_run_ns);
 	}
 	int64_t want = idle > ahead ? idle : ahead;
