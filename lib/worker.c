@@ -370,54 +370,6 @@ static struct worker_queue *queue_named(struct bus_worker *w,
 	return NULL;
 }
 
-static int id_cmp(const void *a, const void *b)
-{
-	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-	return (x > y) - (x < y);
-}
-
-/*
- * Under the lock: drops from the FIFOs every job a claim just returned
- * again. Such an entry is stale: its lease ran out in the store while it
- * waited here (the worker stalled, or the store's clock moved on), and the
- * rescue refunded its attempt, since it had not started; the claim then
- * gave this worker the job again with the same attempt number, so the
- * stale entry would pass the start guard and run the job a second time.
- * Only a store with start refunds; the claim's ids are sorted for the
- * lookup, so this costs O(n log n) per claim.
- */
-static void drop_reclaimed(struct bus_worker *w, const bus_job *rows,
-			   size_t n)
-{
-	size_t waiting = 0;
-	for (size_t i = 0; i < w->n_queues; i++)
-		waiting += w->queues[i].pending.len;
-	if (waiting == 0 || n == 0 || w->start_store == NULL)
-		return;
-	int64_t *ids = malloc(n * sizeof *ids);
-	if (ids == NULL)
-		return; /* the start guard still stops most of them */
-	for (size_t i = 0; i < n; i++)
-		ids[i] = rows[i].id;
-	qsort(ids, n, sizeof *ids, id_cmp);
-	for (size_t i = 0; i < w->n_queues; i++) {
-		struct job_fifo *f = &w->queues[i].pending;
-		size_t kept = 0;
-		for (size_t k = 0; k < f->len; k++) {
-			bus_job *job = &f->items[(f->head + k) % f->cap];
-			if (bsearch(&job->id, ids, n, sizeof *ids, id_cmp)) {
-				bus__job_clear(job);
-				atomic_fetch_add(&w->stats.lost, 1);
-				continue;
-			}
-			f->items[(f->head + kept) % f->cap] = *job;
-			kept++;
-		}
-		f->len = kept;
-	}
-	free(ids);
-}
-
 /* Gives a claimed job back: available again, its attempt not spent. */
 static void give_back(struct bus_worker *w, const bus_job *job)
 {
@@ -574,7 +526,7 @@ static void *fetcher(void *arg)
 		atomic_fetch_add(&w->stats.claimed, n);
 
 		pthread_mutex_lock(&w->lock);
-		drop_reclaimed(w, rows, n);
+		bus__worker_drop_reclaimed(w, rows, n);
 		memset(got, 0, w->n_queues * sizeof *got);
 		for (size_t i = 0; i < n; i++) {
 			struct worker_queue *q = queue_named(w, rows[i].queue);

@@ -190,6 +190,11 @@ void bus__worker_start_wave(struct bus_worker *w, int fetcher);
  * within it records their start itself (ops->claim_start). */
 size_t bus__worker_start_ahead(const struct bus_worker *w,
 			       const struct worker_queue *q);
+/* worker_start.c, under the lock: the fetcher drops from the FIFOs the
+ * entries of jobs its claim just returned again (stale: refunded by a
+ * rescue while they waited, and claimed anew with the same attempt). */
+void bus__worker_drop_reclaimed(struct bus_worker *w, const bus_job *rows,
+				size_t n);
 
 /* worker_exec.c: an executor thread. */
 void *bus__worker_executor(void *slot);
