@@ -78,28 +78,26 @@ static char *finish_set_build(const struct my_tables *t, size_t rows)
 
 /* NOWAIT: a renewal fails at once on a row another transaction holds, and
  * the core then renews the others one by one (backend.h). */
+/* The items of a batch of (i, id, attempt) rows that `node` (the last
+ * parameter) holds: the guard of extend, start and cancel_pending. */
+#define BATCH_ROW                                                              \
+	"SELECT CAST(? AS SIGNED) AS i, CAST(? AS SIGNED) AS id, "             \
+	"CAST(? AS SIGNED) AS attempt"
+#define HELD_SELECT                                                            \
+	"SELECT b.i FROM ({rows}) b JOIN bus_jobs j ON j.id = b.id "           \
+	"WHERE j.state = 2 AND j.attempted_by = ? AND j.attempt = b.attempt"
+
 static char *extend_check_build(const struct my_tables *t, size_t rows)
 {
-	return bus__my_sql(
-		t,
-		"SELECT b.i FROM ({rows}) b JOIN bus_jobs j ON j.id = b.id "
-		"WHERE j.state = 2 AND j.attempted_by = ? AND "
-		"j.attempt = b.attempt FOR UPDATE NOWAIT",
-		"SELECT CAST(? AS SIGNED) AS i, CAST(? AS SIGNED) AS id, "
-		"CAST(? AS SIGNED) AS attempt",
-		" UNION ALL ", rows);
+	return bus__my_sql(t, HELD_SELECT " FOR UPDATE NOWAIT", BATCH_ROW,
+			   " UNION ALL ", rows);
 }
 
 static char *cancel_pending_build(const struct my_tables *t, size_t rows)
 {
-	return bus__my_sql(
-		t,
-		"SELECT b.i FROM ({rows}) b JOIN bus_jobs j ON j.id = b.id "
-		"WHERE j.state = 2 AND j.attempted_by = ? AND "
-		"j.attempt = b.attempt AND j.cancel_requested_at IS NOT NULL",
-		"SELECT CAST(? AS SIGNED) AS i, CAST(? AS SIGNED) AS id, "
-		"CAST(? AS SIGNED) AS attempt",
-		" UNION ALL ", rows);
+	return bus__my_sql(t,
+			   HELD_SELECT " AND j.cancel_requested_at IS NOT NULL",
+			   BATCH_ROW, " UNION ALL ", rows);
 }
 
 static char *extend_set_build(const struct my_tables *t, size_t rows)
@@ -122,21 +120,13 @@ static char *start_fast_build(const struct my_tables *t, size_t rows)
 		"SET j.started_at = COALESCE(?, UTC_TIMESTAMP(6)) "
 		"WHERE j.state = 2 AND j.attempted_by = ? AND "
 		"j.attempt = b.attempt AND j.started_at IS NULL",
-		"SELECT CAST(? AS SIGNED) AS i, CAST(? AS SIGNED) AS id, "
-		"CAST(? AS SIGNED) AS attempt",
-		" UNION ALL ", rows);
+		BATCH_ROW, " UNION ALL ", rows);
 }
 
 static char *start_check_build(const struct my_tables *t, size_t rows)
 {
-	return bus__my_sql(
-		t,
-		"SELECT b.i FROM ({rows}) b JOIN bus_jobs j ON j.id = b.id "
-		"WHERE j.state = 2 AND j.attempted_by = ? AND "
-		"j.attempt = b.attempt FOR UPDATE",
-		"SELECT CAST(? AS SIGNED) AS i, CAST(? AS SIGNED) AS id, "
-		"CAST(? AS SIGNED) AS attempt",
-		" UNION ALL ", rows);
+	return bus__my_sql(t, HELD_SELECT " FOR UPDATE", BATCH_ROW,
+			   " UNION ALL ", rows);
 }
 
 static char *start_set_build(const struct my_tables *t, size_t rows)
@@ -342,6 +332,25 @@ struct extend_arg {
 	unsigned char *held;
 };
 
+/* The parameters of a derived table of (i, id, attempt) rows for jobs
+ * ids[0..n) with attempts[0..n), padded to `rows` with rows of NULLs
+ * (which match no job). */
+static void batch_rows_bind(struct my_params *p, const int64_t *ids,
+			    const int *attempts, size_t n, size_t rows)
+{
+	for (size_t k = 0; k < rows; k++) {
+		if (k >= n) {
+			bus__my_p_null(p);
+			bus__my_p_null(p);
+			bus__my_p_null(p);
+			continue;
+		}
+		bus__my_p_ll(p, (long long)k);
+		bus__my_p_ll(p, ids[k]);
+		bus__my_p_ll(p, attempts[k]);
+	}
+}
+
 /*
  * Runs a SELECT of `build`'s shape (a derived table of (i, id, attempt)
  * rows, then the node) for jobs ids[0..n) with attempts[0..n), n at most
@@ -361,17 +370,7 @@ static int indexes_select(struct my_conn *c, int slot, my_sql_fn build,
 	int rc = bus__my_prepare(c, &st, slot + b, build, rows);
 	if (rc != 0 || (rc = bus__my_params_init(&p, rows * 3 + 1)) != 0)
 		return rc;
-	for (size_t k = 0; k < rows; k++) {
-		if (k >= n) {
-			bus__my_p_null(&p);
-			bus__my_p_null(&p);
-			bus__my_p_null(&p);
-			continue;
-		}
-		bus__my_p_ll(&p, (long long)k);
-		bus__my_p_ll(&p, ids[k]);
-		bus__my_p_ll(&p, attempts[k]);
-	}
+	batch_rows_bind(&p, ids, attempts, n, rows);
 	bus__my_p_str(&p, node);
 	rc = bus__my_exec(c, st, &p);
 	bus__my_params_free(&p);
@@ -388,19 +387,23 @@ static int extend_check(struct my_conn *c, struct extend_arg *a, size_t done,
 			      a->ids + done, a->attempts + done, n, idx, got);
 }
 
-static int extend_set(struct my_conn *c, struct extend_arg *a, size_t done,
-		      const long long *idx, size_t got)
+/* The UPDATE of the chunk's held items (idx[0..got), indexes within the
+ * chunk at `done`) by id: extend's (now, lease_us, ids) or start's (now,
+ * ids), as `with_lease` says. */
+static int held_update(struct my_conn *c, int slot, my_sql_fn build,
+		       struct extend_arg *a, size_t done, const long long *idx,
+		       size_t got, int with_lease)
 {
 	int b = bus__my_bucket(got);
 	size_t rows = bus__my_bucket_rows[b];
 	MYSQL_STMT *st;
 	struct my_params p;
-	int rc = bus__my_prepare(c, &st, SL_EXTEND_SET + b, extend_set_build,
-				 rows);
+	int rc = bus__my_prepare(c, &st, slot + b, build, rows);
 	if (rc != 0 || (rc = bus__my_params_init(&p, rows + 2)) != 0)
 		return rc;
 	bus__my_p_time(&p, a->now);
-	bus__my_p_ll(&p, a->lease_us);
+	if (with_lease)
+		bus__my_p_ll(&p, a->lease_us);
 	for (size_t k = 0; k < rows; k++)
 		if (k < got)
 			bus__my_p_ll(&p, a->ids[done + (size_t)idx[k]]);
@@ -426,7 +429,8 @@ static int extend_op(bus_store *s, void *arg)
 			if (idx[k] >= 0 && (size_t)idx[k] < n)
 				a->held[done + (size_t)idx[k]] = 1;
 		if (rc == 0 && got > 0)
-			rc = extend_set(c, a, done, idx, got);
+			rc = held_update(c, SL_EXTEND_SET, extend_set_build,
+					 a, done, idx, got, 1);
 		done += n;
 	}
 	if (rc == 0)
@@ -471,17 +475,7 @@ static int start_fast(struct my_conn *c, struct extend_arg *a, size_t done,
 				 rows);
 	if (rc != 0 || (rc = bus__my_params_init(&p, rows * 3 + 2)) != 0)
 		return rc;
-	for (size_t k = 0; k < rows; k++) {
-		if (k >= n) {
-			bus__my_p_null(&p);
-			bus__my_p_null(&p);
-			bus__my_p_null(&p);
-			continue;
-		}
-		bus__my_p_ll(&p, (long long)k);
-		bus__my_p_ll(&p, a->ids[done + k]);
-		bus__my_p_ll(&p, a->attempts[done + k]);
-	}
+	batch_rows_bind(&p, a->ids + done, a->attempts + done, n, rows);
 	bus__my_p_time(&p, a->now);
 	bus__my_p_str(&p, a->node);
 	rc = bus__my_exec(c, st, &p);
@@ -505,22 +499,8 @@ static int start_careful(struct my_conn *c, struct extend_arg *a, size_t done,
 			a->held[done + (size_t)idx[k]] = 1;
 	if (rc != 0 || got == 0)
 		return rc;
-	int b = bus__my_bucket(got);
-	size_t rows = bus__my_bucket_rows[b];
-	MYSQL_STMT *st;
-	struct my_params p;
-	rc = bus__my_prepare(c, &st, SL_START_SET + b, start_set_build, rows);
-	if (rc != 0 || (rc = bus__my_params_init(&p, rows + 1)) != 0)
-		return rc;
-	bus__my_p_time(&p, a->now);
-	for (size_t k = 0; k < rows; k++)
-		if (k < got)
-			bus__my_p_ll(&p, a->ids[done + (size_t)idx[k]]);
-		else
-			bus__my_p_null(&p);
-	rc = bus__my_exec(c, st, &p);
-	bus__my_params_free(&p);
-	return rc;
+	return held_update(c, SL_START_SET, start_set_build, a, done, idx, got,
+			   0);
 }
 
 static int start_op(bus_store *s, void *arg)

@@ -216,14 +216,16 @@ struct extend_arg {
 	unsigned char *held;
 };
 
-static int extend_op(bus_store *s, void *arg)
+/* Runs `sql`, an UPDATE of the jobs of the batch that hold the guard of
+ * extend, with parameters (now, [lease_us,] i[], id[], attempt[], node),
+ * and marks a->held[i] for each index it returns. */
+static int guarded_update(struct pg_conn *c, int slot, const char *sql,
+			  struct extend_arg *a, int with_lease)
 {
-	struct extend_arg *a = arg;
-	struct pg_conn *c = &s->conn;
 	memset(a->held, 0, a->n);
 	struct pg_params p;
 	struct pg_array idx, ids, att;
-	int rc = bus__pg_params_init(&p, 6);
+	int rc = bus__pg_params_init(&p, with_lease ? 6 : 5);
 	if (rc != 0)
 		return rc;
 	bus__pg_array_init(&idx, PG_INT4);
@@ -235,18 +237,26 @@ static int extend_op(bus_store *s, void *arg)
 		bus__pg_a_int4(&att, a->attempts[k]);
 	}
 	bus__pg_p_time(&p, a->now);
-	bus__pg_p_int8(&p, a->lease_us);
+	if (with_lease)
+		bus__pg_p_int8(&p, a->lease_us);
 	bus__pg_p_array(&p, &idx);
 	bus__pg_p_array(&p, &ids);
 	bus__pg_p_array(&p, &att);
 	bus__pg_p_text(&p, a->node);
 	PGresult *r = NULL;
-	rc = bus__pg_exec(c, SL_EXTEND, extend_sql, &p, &r);
+	rc = bus__pg_exec(c, slot, sql, &p, &r);
 	bus__pg_params_free(&p);
 	if (rc == 0) {
 		mark_returned(r, a->held, 0, a->n);
 		PQclear(r);
 	}
+	return rc;
+}
+
+static int extend_op(bus_store *s, void *arg)
+{
+	struct pg_conn *c = &s->conn;
+	int rc = guarded_update(c, SL_EXTEND, extend_sql, arg, 1);
 	/* A row another transaction holds: fail at once, not after the
 	 * wrapper's retries (the core renews the jobs one by one). */
 	if (rc == PG_ERR_DB && strcmp(c->sqlstate, "55P03") == 0)
@@ -285,34 +295,7 @@ int bus__pg_extend(bus_store *s, int64_t now, const char *node,
 
 static int start_op(bus_store *s, void *arg)
 {
-	struct extend_arg *a = arg;
-	memset(a->held, 0, a->n);
-	struct pg_params p;
-	struct pg_array idx, ids, att;
-	int rc = bus__pg_params_init(&p, 5);
-	if (rc != 0)
-		return rc;
-	bus__pg_array_init(&idx, PG_INT4);
-	bus__pg_array_init(&ids, PG_INT8);
-	bus__pg_array_init(&att, PG_INT4);
-	for (size_t k = 0; k < a->n; k++) {
-		bus__pg_a_int4(&idx, (int32_t)k);
-		bus__pg_a_int8(&ids, a->ids[k]);
-		bus__pg_a_int4(&att, a->attempts[k]);
-	}
-	bus__pg_p_time(&p, a->now);
-	bus__pg_p_array(&p, &idx);
-	bus__pg_p_array(&p, &ids);
-	bus__pg_p_array(&p, &att);
-	bus__pg_p_text(&p, a->node);
-	PGresult *r = NULL;
-	rc = bus__pg_exec(&s->conn, SL_START, start_sql, &p, &r);
-	bus__pg_params_free(&p);
-	if (rc == 0) {
-		mark_returned(r, a->held, 0, a->n);
-		PQclear(r);
-	}
-	return rc;
+	return guarded_update(&s->conn, SL_START, start_sql, arg, 0);
 }
 
 int bus__pg_start(bus_store *s, int64_t now, const char *node,
