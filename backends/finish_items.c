@@ -24,6 +24,13 @@ int bus__finish_item_check(const bus_store_env *env, const char *store,
 				  "is not an outcome",
 				  store, i, (long long)it->id, (int)it->state);
 	}
+	if (it->only_if_expired < 0 ||
+	    it->only_if_expired > BUS_FINISH_IF_EXPIRED_UNSTARTED)
+		return env->error(BUS_EINVAL,
+				  "%s: finish: item %zu (job %lld): "
+				  "only_if_expired %d is unknown",
+				  store, i, (long long)it->id,
+				  it->only_if_expired);
 	/* Far past BUS_DELAY_MAX_S, and still exact in every store's time
 	 * arithmetic. */
 	if (it->delay_us > INT64_C(1) << 58)

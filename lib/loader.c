@@ -158,8 +158,9 @@ static int plugin_exists(const struct plugin *p)
 }
 
 /* Every operation of ABI 1 and 2 is required, and of ABI 5 now (the core
- * calls each of them); paused_queues (3) may be NULL, and the push wake-up
- * (4) is optional. */
+ * calls each of them); paused_queues (3) may be NULL, the push wake-up
+ * (4) is optional, and so is start (6: without it no rescued job's attempt
+ * is refunded). */
 static int ops_complete(const struct plugin *p, const struct bus_store_ops *ops)
 {
 	const struct {
@@ -193,6 +194,12 @@ static int ops_complete(const struct plugin *p, const struct bus_store_ops *ops)
 					      "store plug-in %s: operation "
 					      "'%s' is missing",
 					      p->path, required[i].name);
+	/* claim_start (6) is one more way to record starts. */
+	if (ops->claim_start != NULL && ops->start == NULL)
+		return bus__error_set(BUS_EBACKEND,
+				      "store plug-in %s: operation 'start' is "
+				      "missing ('claim_start' needs it)",
+				      p->path);
 	/* Push wake-up (ABI 4) is optional, but comes as a pair. */
 	if ((ops->listen == NULL) != (ops->wait_jobs == NULL))
 		return bus__error_set(BUS_EBACKEND,

@@ -177,6 +177,7 @@ int bus__memory_row_fill(bus_job *r, const struct mjob *j, const char *node)
 	r->unique_key = dup_str(j->unique_key, &ok);
 	r->unique_states = j->unique_states;
 	r->cancel_requested_at = j->cancel_requested_at;
+	r->started_at = j->started_at;
 	if (ok)
 		return 0;
 	/* bus_job_list_free with n = 1 would free `r` itself. */
@@ -267,7 +268,7 @@ static int mem_migrate(bus_store *s)
  * *oom when a row could not be copied (that job stays as it was). */
 static size_t claim_queue(struct bus_store *s, struct queue *q, size_t limit,
 			  int64_t now, const char *node, int64_t lease_us,
-			  bus_job *rows, int *oom)
+			  int start, bus_job *rows, int *oom)
 {
 	struct bus__heap_node *top;
 	while ((top = bus__heap_top(&q->waiting)) != NULL &&
@@ -293,12 +294,14 @@ static size_t claim_queue(struct bus_store *s, struct queue *q, size_t limit,
 		j->attempted_at = now;
 		j->attempted_by = node;
 		j->lease_until = now + lease_us;
+		j->started_at = start ? now : 0;
 		bus__memory_set_state(s, j, BUS_JOB_EXECUTING, now);
 		r->state = j->state;
 		r->attempt = j->attempt;
 		r->attempted_at = j->attempted_at;
 		r->lease_until = j->lease_until;
 		r->finished_at = j->finished_at;
+		r->started_at = j->started_at;
 		if (j->unique_key == NULL) {
 			free(r->unique_key);
 			r->unique_key = NULL;
@@ -308,9 +311,10 @@ static size_t claim_queue(struct bus_store *s, struct queue *q, size_t limit,
 	return k;
 }
 
-static int mem_claim(bus_store *s, int64_t now, const char *node,
-		     int64_t lease_us, const bus_store_claim *queues,
-		     size_t n_queues, bus_job **out, size_t *n_out)
+static int mem_claim_start(bus_store *s, int64_t now, const char *node,
+			   int64_t lease_us, const bus_store_claim *queues,
+			   const unsigned char *start, size_t n_queues,
+			   bus_job **out, size_t *n_out)
 {
 	*out = NULL;
 	*n_out = 0;
@@ -342,7 +346,8 @@ static int mem_claim(bus_store *s, int64_t now, const char *node,
 		struct queue *q = bus__memory_queue_get(s, queues[i].queue, 0);
 		if (q != NULL && !q->paused)
 			k += claim_queue(s, q, queues[i].limit, now, nd,
-					 lease_us, rows + k, &oom);
+					 lease_us, start != NULL && start[i],
+					 rows + k, &oom);
 	}
 	pthread_mutex_unlock(&s->lock);
 	/* A partial claim is returned as it is: its jobs are executing. */
@@ -356,6 +361,14 @@ static int mem_claim(bus_store *s, int64_t now, const char *node,
 	*out = rows;
 	*n_out = k;
 	return 0;
+}
+
+static int mem_claim(bus_store *s, int64_t now, const char *node,
+		     int64_t lease_us, const bus_store_claim *queues,
+		     size_t n_queues, bus_job **out, size_t *n_out)
+{
+	return mem_claim_start(s, now, node, lease_us, queues, NULL, n_queues,
+			       out, n_out);
 }
 
 /* ---- finish, extend, expired ---- */
@@ -411,6 +424,12 @@ static int finish_check(bus_store *s, const bus_store_finish *it, size_t i)
 		return s->error(BUS_EINVAL,
 				"memory store: finish: item %zu has no node",
 				i);
+	if (it->only_if_expired < 0 ||
+	    it->only_if_expired > BUS_FINISH_IF_EXPIRED_UNSTARTED)
+		return s->error(BUS_EINVAL,
+				"memory store: finish: item %zu (job %" PRId64
+				"): only_if_expired %d is unknown",
+				i, it->id, it->only_if_expired);
 	switch (it->state) {
 	case BUS_JOB_COMPLETED:
 	case BUS_JOB_RETRYABLE:
@@ -489,7 +508,9 @@ static int mem_finish(bus_store *s, int64_t now, const bus_store_finish *items,
 		const bus_store_finish *it = &items[i];
 		struct mjob *j = job_find(s, it->id);
 		if (!holds(j, it->node, it->attempt) ||
-		    (it->only_if_expired && !(j->lease_until < now)))
+		    (it->only_if_expired && !(j->lease_until < now)) ||
+		    (it->only_if_expired == BUS_FINISH_IF_EXPIRED_UNSTARTED &&
+		     j->started_at != 0))
 			continue;
 		if (entries != NULL && entries[i] != NULL &&
 		    (rc = errors_append(j, entries[i])) != 0)
@@ -524,6 +545,28 @@ static int mem_extend(bus_store *s, int64_t now, const char *node,
 			j->lease_until = now + lease_us;
 			bus__heap_fix(&s->leases, &j->hn);
 		}
+	}
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+static int mem_start(bus_store *s, int64_t now, const char *node,
+		     const int64_t *ids, const int *attempts, size_t n,
+		     unsigned char *held)
+{
+	if (n == 0)
+		return 0;
+	if (node == NULL || ids == NULL || attempts == NULL || held == NULL)
+		return s->error(BUS_EINVAL,
+				"memory store: start: node, ids, attempts or "
+				"held is NULL");
+	now = clock_now(now);
+	pthread_mutex_lock(&s->lock);
+	for (size_t i = 0; i < n; i++) {
+		struct mjob *j = job_find(s, ids[i]);
+		held[i] = (unsigned char)holds(j, node, attempts[i]);
+		if (held[i] && j->started_at == 0)
+			j->started_at = now;
 	}
 	pthread_mutex_unlock(&s->lock);
 	return 0;
@@ -612,4 +655,6 @@ const struct bus_store_ops bus__memory_store_ops = {
 	.listen = NULL,
 	.wait_jobs = NULL,
 	.now = mem_now,
+	.start = mem_start,
+	.claim_start = mem_claim_start,
 };

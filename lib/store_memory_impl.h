@@ -80,6 +80,7 @@ struct mjob {
 	int64_t timeout_ms, scheduled_at, inserted_at, attempted_at,
 		lease_until, finished_at;
 	int64_t cancel_requested_at; /* only while executing */
+	int64_t started_at;          /* this attempt's start; 0: none */
 	char blob[];
 };
 

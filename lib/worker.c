@@ -381,13 +381,14 @@ static void give_back(struct bus_worker *w, const bus_job *job)
 
 void bus__queue_ran(struct worker_queue *q, int64_t ns, int max_prefetch)
 {
-	if (!q->prefetch_auto)
-		return;
 	/* An average over the last eight jobs or so: one slow job does not
-	 * empty the prefetch, a queue whose jobs turn slow soon does. */
+	 * empty the prefetch, a queue whose jobs turn slow soon does. (Also
+	 * kept with a fixed prefetch: worker_start.c reads it.) */
 	q->avg_run_ns = q->avg_run_ns == 0 ? ns + 1
 					   : q->avg_run_ns +
 						     (ns - q->avg_run_ns) / 8;
+	if (!q->prefetch_auto)
+		return;
 	int64_t avg = q->avg_run_ns > 1000 ? q->avg_run_ns : 1000;
 	int64_t p = (int64_t)q->concurrency * PREFETCH_HORIZON_MS * 1000000 /
 		    avg;
@@ -404,7 +405,8 @@ void bus__queue_ran(struct worker_queue *q, int64_t ns, int max_prefetch)
  * taken yet.
  */
 static size_t room_for(struct bus_worker *w, bus_store_claim *req,
-		       int64_t now, int64_t *next_ns, int *starved)
+		       unsigned char *start, int64_t now, int64_t *next_ns,
+		       int *starved)
 {
 	size_t total = 0;
 	*next_ns = 0;
@@ -432,6 +434,11 @@ static size_t room_for(struct bus_worker *w, bus_store_claim *req,
 			want = (size_t)w->fetch_batch - total;
 		req[i].queue = q->name;
 		req[i].limit = want;
+		/* Their start recorded by the claim itself when its executors
+		 * reach them all within about one store call. */
+		start[i] = want > 0 && w->start_store != NULL &&
+			   q->pending.len + want <=
+				   bus__worker_start_ahead(w, q);
 		total += want;
 	}
 	return total;
@@ -465,10 +472,11 @@ static void *fetcher(void *arg)
 	bus *b = w->bus;
 	bus_store_claim *req = calloc(w->n_queues, sizeof *req);
 	size_t *got = calloc(w->n_queues, sizeof *got);
+	unsigned char *start = calloc(w->n_queues, 1);
 	int complained = 0;
 	pthread_mutex_lock(&w->lock);
 	unsigned seen_wakes = w->wakes;
-	while (req != NULL && got != NULL && w->claiming) {
+	while (req != NULL && got != NULL && start != NULL && w->claiming) {
 		int64_t now = bus__mono_ns();
 		if (w->wakes != seen_wakes) {
 			/* Jobs were stored here: every queue may have some. */
@@ -478,7 +486,7 @@ static void *fetcher(void *arg)
 		}
 		int64_t next_ns;
 		int starved;
-		size_t want = room_for(w, req, now, &next_ns, &starved);
+		size_t want = room_for(w, req, start, now, &next_ns, &starved);
 		if (want == 0) {
 			w->fetcher_starved = starved;
 			if (starved)
@@ -492,9 +500,16 @@ static void *fetcher(void *arg)
 		bus_job *rows = NULL;
 		size_t n = 0;
 		int64_t t0 = bus__mono_ns();
-		int rc = b->store.ops->claim(w->fetch_store, bus__now(b),
-					     w->node, w->lease_us, req,
-					     w->n_queues, &rows, &n);
+		int rc = w->start_store != NULL &&
+					 b->store.ops->claim_start != NULL
+				 ? b->store.ops->claim_start(
+					   w->fetch_store, bus__now(b), w->node,
+					   w->lease_us, req, start, w->n_queues,
+					   &rows, &n)
+				 : b->store.ops->claim(w->fetch_store,
+						       bus__now(b), w->node,
+						       w->lease_us, req,
+						       w->n_queues, &rows, &n);
 		atomic_fetch_add(&w->stats.claims, 1);
 		atomic_fetch_add(&w->stats.claim_ns,
 				 (uint64_t)(bus__mono_ns() - t0));
@@ -512,6 +527,7 @@ static void *fetcher(void *arg)
 		atomic_fetch_add(&w->stats.claimed, n);
 
 		pthread_mutex_lock(&w->lock);
+		bus__worker_drop_reclaimed(w, rows, n);
 		memset(got, 0, w->n_queues * sizeof *got);
 		for (size_t i = 0; i < n; i++) {
 			struct worker_queue *q = queue_named(w, rows[i].queue);
@@ -529,6 +545,10 @@ static void *fetcher(void *arg)
 		free(rows);
 		if (n > 0)
 			pthread_cond_broadcast(&w->work);
+		/* Their start, recorded now, while the executors may still
+		 * run the jobs recorded before (worker_start.c). */
+		if (n > 0 && w->start_store != NULL && w->claiming)
+			bus__worker_start_wave(w, 1);
 		/* poll_ms is at most a day (check_opts): no overflow. */
 		int64_t next_poll = now + w->poll_ms * 1000000;
 		for (size_t i = 0; i < w->n_queues; i++)
@@ -539,6 +559,7 @@ static void *fetcher(void *arg)
 	pthread_mutex_unlock(&w->lock);
 	free(req);
 	free(got);
+	free(start);
 	return NULL;
 }
 
@@ -558,6 +579,8 @@ static int open_connections(struct bus_worker *w)
 		rc = bus__store_open(p, &w->maint_store);
 	if (rc == 0)
 		rc = bus__store_open(p, &w->lease_store);
+	if (rc == 0 && p->ops->start != NULL)
+		rc = bus__store_open(p, &w->start_store);
 	return rc;
 }
 
@@ -568,8 +591,9 @@ static void close_connections(struct bus_worker *w)
 	bus__store_close(p, w->complete_store);
 	bus__store_close(p, w->maint_store);
 	bus__store_close(p, w->lease_store);
+	bus__store_close(p, w->start_store);
 	w->fetch_store = w->complete_store = w->maint_store = NULL;
-	w->lease_store = NULL;
+	w->lease_store = w->start_store = NULL;
 }
 
 static void free_children(struct bus_worker *w)

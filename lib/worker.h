@@ -140,6 +140,12 @@ struct bus_worker {
 	 * deadlines of the jobs it renewed. */
 	struct lease_entry *leases;
 	size_t n_leases;
+	/* Recording starts (worker_start.c), under the lock: an executor is
+	 * recording a wave; the next try not before this (monotonic ns); the
+	 * average call time; failures in a row. */
+	int starting;
+	int64_t start_retry_ns, start_avg_ns;
+	int start_failures;
 
 	atomic_int stop_requested; /* set from a signal handler */
 	int stop_pipe[2];          /* written from a signal handler */
@@ -148,6 +154,9 @@ struct bus_worker {
 		lease_keeper_started, lease_watch_started;
 	/* Each thread's own connection (one shared instance for memory:). */
 	bus_store *fetch_store, *complete_store, *maint_store, *lease_store;
+	/* The executors' connection for start, NULL when the store has no
+	 * start (its jobs run as claimed, and rescues never refund). */
+	bus_store *start_store;
 	/* Push wake-up (worker_listen.c), when the store has it. */
 	pthread_t listener;
 	int listener_started;
@@ -168,6 +177,27 @@ static inline int bus__queue_low(const struct worker_queue *q)
 {
 	return q->pending.len + (size_t)q->unwritten <= (size_t)q->prefetch / 2;
 }
+
+/* worker_start.c, under the lock: whether the head of q's FIFO may be
+ * handed to an executor (its start is recorded, or the store records
+ * none); and recording a wave of starts (the lock is released during the
+ * store call, or the caller waits on w->work while another records one;
+ * the fetcher does not wait, and leaves it to the other). Either way the
+ * caller looks at the FIFO again afterwards. */
+int bus__worker_head_ready(const struct bus_worker *w,
+			   const struct worker_queue *q);
+void bus__worker_start_wave(struct bus_worker *w, int fetcher);
+/* worker_start.c, under the lock: how many of q's waiting jobs a wave
+ * records -- those its idle executors take now and those its executors
+ * are expected to take during one store call. A claim whose jobs all fall
+ * within it records their start itself (ops->claim_start). */
+size_t bus__worker_start_ahead(const struct bus_worker *w,
+			       const struct worker_queue *q);
+/* worker_start.c, under the lock: the fetcher drops from the FIFOs the
+ * entries of jobs its claim just returned again (stale: refunded by a
+ * rescue while they waited, and claimed anew with the same attempt). */
+void bus__worker_drop_reclaimed(struct bus_worker *w, const bus_job *rows,
+				size_t n);
 
 /* worker_exec.c: an executor thread. */
 void *bus__worker_executor(void *slot);

@@ -181,6 +181,11 @@ void *bus__worker_executor(void *arg)
 			pthread_cond_wait(&w->work, &w->lock);
 		if (w->state != W_RUNNING)
 			break; /* stop() gives back what still waits */
+		/* Never a job whose start the store has not recorded. */
+		if (!bus__worker_head_ready(w, q)) {
+			bus__worker_start_wave(w, 0);
+			continue;
+		}
 		struct job_fifo *f = &q->pending;
 		slot->job = f->items[f->head];
 		f->head = (f->head + 1) % f->cap;

@@ -30,7 +30,7 @@ static void rescue_decide(struct bus_worker *w, bus_store_finish *f,
 	f->id = job->id;
 	f->node = job->attempted_by ? job->attempted_by : "";
 	f->attempt = job->attempt;
-	f->only_if_expired = 1;
+	f->only_if_expired = BUS_FINISH_IF_EXPIRED;
 	f->error = why;
 	f->delay_us = -1;
 	if (job->attempt >= job->max_attempts) {
@@ -39,6 +39,32 @@ static void rescue_decide(struct bus_worker *w, bus_store_finish *f,
 		f->state = BUS_JOB_RETRYABLE;
 		f->delay_us = w->rescue_delay_us;
 	}
+}
+
+/*
+ * The outcome of rescuing a job that was claimed but, as the store read
+ * it, never started (it waited in its dead worker's prefetch): its
+ * attempt is refunded and it is due at once, with no error entry (its
+ * handler did nothing) and never discarded, as it used no attempt. The
+ * store applies it only while the job has still not started
+ * (BUS_FINISH_IF_EXPIRED_UNSTARTED); the caller sends the charged rescue
+ * right after it for the same job, which applies instead when the start
+ * was recorded between the read and this write. Since a worker records
+ * the start before the handler begins (worker_start.c), a job whose
+ * handler crashes its worker (a poison job) always reads as started here
+ * and spends its attempts: it is discarded once they are spent, never
+ * refunded for ever.
+ */
+static void refund_decide(bus_store_finish *f, const bus_job *job)
+{
+	memset(f, 0, sizeof *f);
+	f->id = job->id;
+	f->node = job->attempted_by ? job->attempted_by : "";
+	f->attempt = job->attempt;
+	f->only_if_expired = BUS_FINISH_IF_EXPIRED_UNSTARTED;
+	f->state = BUS_JOB_AVAILABLE;
+	f->delay_us = 0;
+	f->refund_attempt = 1;
 }
 
 /* One round: up to RESCUE_BATCH expired jobs, each isolated from the
@@ -59,10 +85,14 @@ static int rescue_round(struct bus_worker *w)
 	if (n == 0)
 		return 0;
 	int more = 0;
-	bus_store_finish *f = calloc(n, sizeof *f);
+	/* Up to two outcomes per job: the refund when it had not started,
+	 * then the charged rescue (see refund_decide). */
+	int refunds = b->store.ops->start != NULL;
+	bus_store_finish *f = calloc(2 * n, sizeof *f);
 	char **why = calloc(n, sizeof *why);
-	unsigned char *applied = malloc(n);
+	unsigned char *applied = malloc(2 * n);
 	if (f != NULL && why != NULL && applied != NULL) {
+		size_t k = 0;
 		for (size_t i = 0; i < n; i++) {
 			const bus_job *job = &rows[i];
 			if (asprintf(&why[i],
@@ -72,20 +102,27 @@ static int rescue_round(struct bus_worker *w)
 				     job->attempted_by ? job->attempted_by
 						       : "?") < 0)
 				why[i] = NULL;
-			rescue_decide(w, &f[i], job,
+			if (refunds && job->started_at == 0)
+				refund_decide(&f[k++], job);
+			rescue_decide(w, &f[k++], job,
 				      why[i] ? why[i] : "lease expired");
 		}
 		size_t unwritten = bus__worker_finish_isolated(
-			w, w->maint_store, f, n, applied, &w->maintenance_go);
-		size_t done = 0;
-		for (size_t i = 0; i < n; i++)
+			w, w->maint_store, f, k, applied, &w->maintenance_go);
+		size_t done = 0, refunded = 0;
+		for (size_t i = 0; i < k; i++) {
 			done += applied[i] != 0;
+			refunded += applied[i] == 1 &&
+				    f[i].only_if_expired ==
+					    BUS_FINISH_IF_EXPIRED_UNSTARTED;
+		}
 		atomic_fetch_add(&w->stats.rescued, done);
 		if (done > 0)
 			bus__log(&b->log, BUS_LOG_WARN,
 				 "worker '%s' rescued %zu jobs with expired "
-				 "leases",
-				 w->node, done);
+				 "leases (%zu of them never started: their "
+				 "attempt is refunded)",
+				 w->node, done, refunded);
 		more = n == RESCUE_BATCH && unwritten == 0;
 	}
 	for (size_t i = 0; why != NULL && i < n; i++)

@@ -876,6 +876,125 @@ START_TEST(extend_renews_only_held_leases)
 }
 END_TEST
 
+/* start (ABI 6): the guard of extend; the first start stands; the rows
+ * report it; a claim clears it; and the rescue guard for a job that never
+ * started refuses one that did, which the charged rescue then takes. */
+START_TEST(start_is_recorded_under_the_guard_and_guards_the_refund)
+{
+	ck_assert_ptr_nonnull(ops->start);
+	bus_store_new_job j = job_in("q", 0, 0);
+	int64_t a = insert1(&j), b = insert1(&j), c = insert1(&j);
+	size_t n;
+	bus_job *rows = claim_n(T0, "q", 2, &n);
+	ck_assert_uint_eq(n, 2);
+	ck_assert_int_eq(rows[0].started_at, 0);
+	ck_assert_int_eq(rows[1].started_at, 0);
+	bus_job_list_free(rows, n);
+	int64_t ids[4] = { a, b, c, 999 };
+	int attempts[4] = { 1, 2, 1, 1 };
+	unsigned char held[4];
+	ck_assert_int_eq(ops->start(st, T0 + SEC, "node-a", ids, attempts, 4,
+				    held),
+			 0);
+	ck_assert_int_eq(held[0], 1);
+	ck_assert_int_eq(held[1], 0); /* wrong attempt */
+	ck_assert_int_eq(held[2], 0); /* not executing */
+	ck_assert_int_eq(held[3], 0); /* no such job */
+	ck_assert_int_eq(ops->start(st, T0 + SEC, "node-b", ids, attempts, 1,
+				    held),
+			 0);
+	ck_assert_int_eq(held[0], 0); /* another node's */
+	/* A second start of the same attempt keeps the first time. */
+	ck_assert_int_eq(ops->start(st, T0 + 2 * SEC, "node-a", ids, attempts,
+				    1, held),
+			 0);
+	ck_assert_int_eq(held[0], 1);
+	bus_job *r = get(a);
+	ck_assert_int_eq(r->started_at, T0 + SEC);
+	bus_job_free(r);
+	r = get(b);
+	ck_assert_int_eq(r->started_at, 0);
+	bus_job_free(r);
+	r = get(c);
+	ck_assert_int_eq(r->started_at, 0);
+	bus_job_free(r);
+
+	/* expired reports it. */
+	rows = NULL;
+	ck_assert_int_eq(ops->expired(st, T0 + LEASE + 1, 10, &rows, &n), 0);
+	ck_assert_uint_eq(n, 2);
+	for (size_t i = 0; i < n; i++)
+		ck_assert_int_eq(rows[i].started_at,
+				 rows[i].id == a ? T0 + SEC : 0);
+	bus_job_list_free(rows, n);
+
+	/* The refund applies to b (never started), not to a (started); the
+	 * charged rescue right after it applies to a only. */
+	bus_store_finish f[4];
+	for (int i = 0; i < 4; i++) {
+		f[i] = outcome(i < 2 ? a : b, 1,
+			       i % 2 ? BUS_JOB_RETRYABLE : BUS_JOB_AVAILABLE);
+		f[i].only_if_expired = i % 2 ? BUS_FINISH_IF_EXPIRED
+					     : BUS_FINISH_IF_EXPIRED_UNSTARTED;
+		f[i].refund_attempt = i % 2 == 0;
+		f[i].delay_us = i % 2 ? 5 * SEC : 0;
+	}
+	unsigned char applied[4];
+	ck_assert_int_eq(ops->finish(st, T0 + LEASE + 1, f, 4, applied), 0);
+	ck_assert_int_eq(applied[0], 0);
+	ck_assert_int_eq(applied[1], 1);
+	ck_assert_int_eq(applied[2], 1);
+	ck_assert_int_eq(applied[3], 0);
+	r = get(a);
+	ck_assert_int_eq(r->state, BUS_JOB_RETRYABLE);
+	ck_assert_int_eq(r->attempt, 1);
+	bus_job_free(r);
+	r = get(b);
+	ck_assert_int_eq(r->state, BUS_JOB_AVAILABLE);
+	ck_assert_int_eq(r->attempt, 0);
+	ck_assert_int_eq(r->scheduled_at, T0 + LEASE + 1);
+	bus_job_free(r);
+
+	/* A new claim of a clears its start. */
+	ck_assert_int_eq(claim1(T0 + LEASE + 10 * SEC, "q"), c);
+	ck_assert_int_eq(claim1(T0 + LEASE + 10 * SEC, "q"), b);
+	ck_assert_int_eq(claim1(T0 + LEASE + 10 * SEC, "q"), a);
+	r = get(a);
+	ck_assert_int_eq(r->attempt, 2);
+	ck_assert_int_eq(r->started_at, 0);
+	bus_job_free(r);
+}
+END_TEST
+
+/* claim_start records the start of the jobs of the queues it is told to,
+ * and only those, in the claim's own step. */
+START_TEST(claim_start_starts_the_jobs_of_the_queues_it_is_told)
+{
+	ck_assert_ptr_nonnull(ops->claim_start);
+	bus_store_new_job ja = job_in("qa", 0, 0), jb = job_in("qb", 0, 0);
+	int64_t a1 = insert1(&ja), a2 = insert1(&ja), b1 = insert1(&jb);
+	bus_store_claim c[2] = { { "qa", 2 }, { "qb", 1 } };
+	unsigned char start[2] = { 1, 0 };
+	bus_job *rows = NULL;
+	size_t n = 0;
+	ck_assert_int_eq(ops->claim_start(st, T0 + SEC, "node-a", LEASE, c,
+					  start, 2, &rows, &n),
+			 0);
+	ck_assert_uint_eq(n, 3);
+	for (size_t i = 0; i < n; i++)
+		ck_assert_int_eq(rows[i].started_at,
+				 rows[i].id == b1 ? 0 : T0 + SEC);
+	bus_job_list_free(rows, n);
+	int64_t ids[3] = { a1, a2, b1 };
+	for (int i = 0; i < 3; i++) {
+		bus_job *r = get(ids[i]);
+		ck_assert_int_eq(r->state, BUS_JOB_EXECUTING);
+		ck_assert_int_eq(r->started_at, ids[i] == b1 ? 0 : T0 + SEC);
+		bus_job_free(r);
+	}
+}
+END_TEST
+
 START_TEST(expired_lists_oldest_leases_first)
 {
 	bus_store_new_job j = job_in("q", 0, 0);
@@ -1528,6 +1647,9 @@ void store_cases_add(TCase *tc, const struct store_fixture *f)
 	tcase_add_test(tc, paused_queues_are_not_claimed);
 	tcase_add_test(tc, finish_applies_only_under_the_guard);
 	tcase_add_test(tc, finish_sets_times_and_refunds);
+	tcase_add_test(tc,
+		       start_is_recorded_under_the_guard_and_guards_the_refund);
+	tcase_add_test(tc, claim_start_starts_the_jobs_of_the_queues_it_is_told);
 	tcase_add_test(tc, finish_appends_errors_as_valid_json);
 	tcase_add_test(tc, unique_conflict_without_replace_is_a_duplicate);
 	tcase_add_test(tc, replace_overwrites_only_the_allowed_fields);

@@ -139,6 +139,7 @@ static void show_job(const bus_job *j)
 	show_time("attempted_at", j->attempted_at);
 	show_line("attempted_by", j->attempted_by);
 	show_time("lease_until", j->lease_until);
+	show_time("started_at", j->started_at);
 	show_time("finished_at", j->finished_at);
 	show_time("cancel_requested_at", j->cancel_requested_at);
 	show_line("unique_key", j->unique_key);

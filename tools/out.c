@@ -104,6 +104,7 @@ cJSON *cli_job_json(const bus_job *j)
 	cJSON_AddItemToObject(o, "attempted_by",
 			      string_or_null(j->attempted_by));
 	cJSON_AddItemToObject(o, "lease_until", cli_json_time(j->lease_until));
+	cJSON_AddItemToObject(o, "started_at", cli_json_time(j->started_at));
 	cJSON_AddItemToObject(o, "finished_at", cli_json_time(j->finished_at));
 	cJSON_AddItemToObject(o, "errors", errors_json(j->errors));
 	cJSON_AddItemToObject(o, "cancel_requested_at",

@@ -46,7 +46,7 @@ static char *claim_set_build(const struct my_tables *t, size_t rows)
 		t,
 		"UPDATE bus_jobs SET state = 2, attempt = attempt + 1, "
 		"attempted_at = ?, attempted_by = ?, lease_until = ?, "
-		"claim_token = ?, finished_at = NULL, "
+		"claim_token = ?, finished_at = NULL, started_at = ?, "
 		"unique_key = IF((unique_states >> 2) & 1, unique_key, NULL) "
 		"WHERE id IN ({rows})",
 		"?", ", ", rows);
@@ -66,6 +66,8 @@ struct claim_arg {
 	int64_t now, lease_us;
 	const char *node;
 	const bus_store_claim *queues; /* no queue twice */
+	const unsigned char *start;    /* per queue (claim_start), or NULL */
+	size_t *ends; /* per queue: a->n once its rows were appended */
 	size_t n_queues;
 	size_t limit; /* the limits added up */
 	bus_job *rows;
@@ -114,6 +116,17 @@ static int claim_select(struct my_conn *c, struct claim_arg *a,
 	return 0;
 }
 
+/* Whether row i is of a queue whose jobs the claim starts. */
+static int row_started(const struct claim_arg *a, size_t i)
+{
+	if (a->start == NULL)
+		return 0;
+	size_t q = 0;
+	while (q < a->n_queues && a->ends[q] <= i)
+		q++;
+	return q < a->n_queues && a->start[q];
+}
+
 /* The rows as the claim leaves them, before it is applied (so that
  * running out of memory here leaves nothing claimed). */
 static int claim_rows_set(struct claim_arg *a, int64_t now)
@@ -130,6 +143,7 @@ static int claim_rows_set(struct claim_arg *a, int64_t now)
 		j->attempted_at = now;
 		j->lease_until = now + a->lease_us;
 		j->finished_at = 0;
+		j->started_at = row_started(a, i) ? now : 0;
 		if (!(j->unique_states & BUS_STATE_BIT(BUS_JOB_EXECUTING))) {
 			free(j->unique_key);
 			j->unique_key = NULL;
@@ -138,11 +152,21 @@ static int claim_rows_set(struct claim_arg *a, int64_t now)
 	return 0;
 }
 
-static int claim_update(struct my_conn *c, struct claim_arg *a, int64_t now)
+/* Applies the claim to the rows whose started_at is (or is not, with
+ * `started` 0) set: one UPDATE per chunk of them. */
+static int claim_update(struct my_conn *c, struct claim_arg *a, int64_t now,
+			int started)
 {
+	int64_t *ids = malloc((a->n ? a->n : 1) * sizeof *ids);
+	if (ids == NULL)
+		return MY_ERR_NOMEM;
+	size_t n = 0;
+	for (size_t i = 0; i < a->n; i++)
+		if ((a->rows[i].started_at != 0) == (started != 0))
+			ids[n++] = a->rows[i].id;
 	int rc = 0;
-	for (size_t done = 0; rc == 0 && done < a->n;) {
-		size_t left = a->n - done;
+	for (size_t done = 0; rc == 0 && done < n;) {
+		size_t left = n - done;
 		int b = bus__my_bucket(left);
 		size_t rows = bus__my_bucket_rows[b];
 		size_t take = left < rows ? left : rows;
@@ -150,16 +174,17 @@ static int claim_update(struct my_conn *c, struct claim_arg *a, int64_t now)
 		struct my_params p;
 		rc = bus__my_prepare(c, &st, SL_CLAIM_SET + b, claim_set_build,
 				     rows);
-		if (rc != 0 || (rc = bus__my_params_init(&p, 4 + rows)) != 0)
+		if (rc != 0 || (rc = bus__my_params_init(&p, 5 + rows)) != 0)
 			break;
 		bus__my_p_time(&p, now);
 		bus__my_p_str(&p, a->node);
 		bus__my_p_time(&p, now + a->lease_us);
 		bus__my_p_str(&p, a->token);
+		bus__my_p_time(&p, started ? now : 0); /* 0: NULL */
 		a->lease_sent = now + a->lease_us;
 		for (size_t k = 0; k < rows; k++)
 			if (k < take)
-				bus__my_p_ll(&p, a->rows[done + k].id);
+				bus__my_p_ll(&p, ids[done + k]);
 			else
 				bus__my_p_null(&p);
 		rc = bus__my_exec(c, st, &p);
@@ -173,6 +198,7 @@ static int claim_update(struct my_conn *c, struct claim_arg *a, int64_t now)
 					  changed, take);
 		done += take;
 	}
+	free(ids);
 	return rc;
 }
 
@@ -185,15 +211,19 @@ static int claim_op(bus_store *s, void *arg)
 	a->n = 0;
 	a->lease_sent = 0;
 	int rc = bus__my_begin(c);
-	for (size_t i = 0; rc == 0 && i < a->n_queues; i++)
+	for (size_t i = 0; rc == 0 && i < a->n_queues; i++) {
 		if (a->queues[i].limit > 0)
 			rc = claim_select(c, a, &a->queues[i], &now);
+		a->ends[i] = a->n;
+	}
 	if (rc == 0 && a->n > 0 && now != 0)
 		rc = claim_rows_set(a, now);
 	if (rc == 0 && a->n > 0 && now == 0)
 		rc = bus__my_fail(c, "the claim did not learn the time");
 	if (rc == 0 && a->n > 0)
-		rc = claim_update(c, a, now);
+		rc = claim_update(c, a, now, 0);
+	if (rc == 0 && a->n > 0 && a->start != NULL)
+		rc = claim_update(c, a, now, 1);
 	if (rc == 0)
 		rc = bus__my_commit(c);
 	if (rc != 0) {
@@ -239,8 +269,10 @@ static int claim_landed(bus_store *s, void *arg)
 
 /* The queues with each named once (its limits added up, which claims
  * the same jobs), so that no SELECT sees rows an earlier one locked. */
-static int queues_merge(bus_store *s, const bus_store_claim *in, size_t n,
-			bus_store_claim **out, size_t *n_out)
+static int queues_merge(bus_store *s, const bus_store_claim *in,
+			const unsigned char *start_in, size_t n,
+			bus_store_claim **out, unsigned char *start,
+			size_t *n_out)
 {
 	bus_store_claim *m = malloc((n ? n : 1) * sizeof *m);
 	if (m == NULL)
@@ -251,6 +283,12 @@ static int queues_merge(bus_store *s, const bus_store_claim *in, size_t n,
 		size_t j = 0;
 		while (j < k && strcmp(m[j].queue, in[i].queue) != 0)
 			j++;
+		/* Started when any of its listings says so: a start recorded
+		 * early only costs the refund, never the attempt's count. */
+		if (j == k)
+			start[k] = 0;
+		if (start_in != NULL && start_in[i])
+			start[j] = 1;
 		if (j == k)
 			m[k++] = in[i];
 		else if (m[j].limit > SIZE_MAX - in[i].limit)
@@ -263,9 +301,10 @@ static int queues_merge(bus_store *s, const bus_store_claim *in, size_t n,
 	return 0;
 }
 
-int bus__my_claim(bus_store *s, int64_t now, const char *node,
-		  int64_t lease_us, const bus_store_claim *queues,
-		  size_t n_queues, bus_job **out, size_t *n_out)
+int bus__my_claim_start(bus_store *s, int64_t now, const char *node,
+			int64_t lease_us, const bus_store_claim *queues,
+			const unsigned char *start, size_t n_queues,
+			bus_job **out, size_t *n_out)
 {
 	*out = NULL;
 	*n_out = 0;
@@ -286,11 +325,34 @@ int bus__my_claim(bus_store *s, int64_t now, const char *node,
 		return rc;
 	bus_store_claim *merged = NULL;
 	size_t n_merged = 0;
-	rc = queues_merge(s, queues, n_queues, &merged, &n_merged);
-	if (rc != 0)
+	size_t cap = n_queues ? n_queues : 1;
+	unsigned char *merged_start = malloc(cap);
+	size_t *ends = malloc(cap * sizeof *ends);
+	if (merged_start == NULL || ends == NULL) {
+		free(merged_start);
+		free(ends);
+		return s->env.error(BUS_ENOMEM, "mysql store: claim: out of "
+						"memory");
+	}
+	rc = queues_merge(s, queues, start, n_queues, &merged, merged_start,
+			  &n_merged);
+	if (rc != 0) {
+		free(merged_start);
+		free(ends);
 		return rc;
-	struct claim_arg a = { now,  lease_us, node, merged, n_merged,
-			       0,    NULL,	   0,	 "",	 0 };
+	}
+	struct claim_arg a = { now,
+			       lease_us,
+			       node,
+			       merged,
+			       start != NULL ? merged_start : NULL,
+			       ends,
+			       n_merged,
+			       0,
+			       NULL,
+			       0,
+			       "",
+			       0 };
 	for (size_t i = 0; i < n_merged; i++)
 		a.limit = a.limit > SIZE_MAX - merged[i].limit
 				  ? SIZE_MAX
@@ -299,9 +361,19 @@ int bus__my_claim(bus_store *s, int64_t now, const char *node,
 	rc = bus__my_run_checked(s, "claiming jobs", claim_op, claim_landed,
 				 &a);
 	free(merged);
+	free(merged_start);
+	free(ends);
 	if (rc == 0) {
 		*out = a.rows;
 		*n_out = a.n;
 	}
 	return rc;
+}
+
+int bus__my_claim(bus_store *s, int64_t now, const char *node,
+		  int64_t lease_us, const bus_store_claim *queues,
+		  size_t n_queues, bus_job **out, size_t *n_out)
+{
+	return bus__my_claim_start(s, now, node, lease_us, queues, NULL,
+				   n_queues, out, n_out);
 }

@@ -1,5 +1,5 @@
 /*
- * The worker's other operations: finish, extend, expired and
+ * The worker's other operations: finish, extend, start, expired and
  * cancel_pending.
  *
  * finish and extend take a batch as one statement each: the batch is a
@@ -20,7 +20,8 @@
 
 #define FINISH_GUARD                                                           \
 	"j.state = 2 AND j.attempted_by = b.node AND j.attempt = b.attempt "   \
-	"AND (b.oie = 0 OR j.lease_until < n.now)"
+	"AND (b.oie = 0 OR j.lease_until < n.now) "                           \
+	"AND (b.oie <> 2 OR j.started_at IS NULL)"
 #define NOW_TABLE "(SELECT COALESCE(?, UTC_TIMESTAMP(6)) AS now) n"
 /* The state an outcome gives: a pending cancel request ends every outcome
  * but a success (backend.h). */
@@ -77,28 +78,26 @@ static char *finish_set_build(const struct my_tables *t, size_t rows)
 
 /* NOWAIT: a renewal fails at once on a row another transaction holds, and
  * the core then renews the others one by one (backend.h). */
+/* The items of a batch of (i, id, attempt) rows that `node` (the last
+ * parameter) holds: the guard of extend, start and cancel_pending. */
+#define BATCH_ROW                                                              \
+	"SELECT CAST(? AS SIGNED) AS i, CAST(? AS SIGNED) AS id, "             \
+	"CAST(? AS SIGNED) AS attempt"
+#define HELD_SELECT                                                            \
+	"SELECT b.i FROM ({rows}) b JOIN bus_jobs j ON j.id = b.id "           \
+	"WHERE j.state = 2 AND j.attempted_by = ? AND j.attempt = b.attempt"
+
 static char *extend_check_build(const struct my_tables *t, size_t rows)
 {
-	return bus__my_sql(
-		t,
-		"SELECT b.i FROM ({rows}) b JOIN bus_jobs j ON j.id = b.id "
-		"WHERE j.state = 2 AND j.attempted_by = ? AND "
-		"j.attempt = b.attempt FOR UPDATE NOWAIT",
-		"SELECT CAST(? AS SIGNED) AS i, CAST(? AS SIGNED) AS id, "
-		"CAST(? AS SIGNED) AS attempt",
-		" UNION ALL ", rows);
+	return bus__my_sql(t, HELD_SELECT " FOR UPDATE NOWAIT", BATCH_ROW,
+			   " UNION ALL ", rows);
 }
 
 static char *cancel_pending_build(const struct my_tables *t, size_t rows)
 {
-	return bus__my_sql(
-		t,
-		"SELECT b.i FROM ({rows}) b JOIN bus_jobs j ON j.id = b.id "
-		"WHERE j.state = 2 AND j.attempted_by = ? AND "
-		"j.attempt = b.attempt AND j.cancel_requested_at IS NOT NULL",
-		"SELECT CAST(? AS SIGNED) AS i, CAST(? AS SIGNED) AS id, "
-		"CAST(? AS SIGNED) AS attempt",
-		" UNION ALL ", rows);
+	return bus__my_sql(t,
+			   HELD_SELECT " AND j.cancel_requested_at IS NOT NULL",
+			   BATCH_ROW, " UNION ALL ", rows);
 }
 
 static char *extend_set_build(const struct my_tables *t, size_t rows)
@@ -107,6 +106,35 @@ static char *extend_set_build(const struct my_tables *t, size_t rows)
 			   "UPDATE bus_jobs SET lease_until = "
 			   "COALESCE(?, UTC_TIMESTAMP(6)) + "
 			   "INTERVAL ? MICROSECOND WHERE id IN ({rows})",
+			   "?", ", ", rows);
+}
+
+/* start: the guard of extend; a start already recorded stands. The fast
+ * form is one UPDATE of the batch, which holds every guard when it
+ * changes every row (the core's calls nearly always do). */
+static char *start_fast_build(const struct my_tables *t, size_t rows)
+{
+	return bus__my_sql(
+		t,
+		"UPDATE bus_jobs j JOIN ({rows}) b ON j.id = b.id "
+		"SET j.started_at = COALESCE(?, UTC_TIMESTAMP(6)) "
+		"WHERE j.state = 2 AND j.attempted_by = ? AND "
+		"j.attempt = b.attempt AND j.started_at IS NULL",
+		BATCH_ROW, " UNION ALL ", rows);
+}
+
+static char *start_check_build(const struct my_tables *t, size_t rows)
+{
+	return bus__my_sql(t, HELD_SELECT " FOR UPDATE", BATCH_ROW,
+			   " UNION ALL ", rows);
+}
+
+static char *start_set_build(const struct my_tables *t, size_t rows)
+{
+	return bus__my_sql(t,
+			   "UPDATE bus_jobs SET started_at = "
+			   "COALESCE(started_at, ?, UTC_TIMESTAMP(6)) "
+			   "WHERE id IN ({rows})",
 			   "?", ", ", rows);
 }
 
@@ -168,7 +196,7 @@ static int finish_exec(struct my_conn *c, int check, int64_t now,
 		bus__my_p_ll(&p, it->id);
 		bus__my_p_str(&p, it->node);
 		bus__my_p_ll(&p, it->attempt);
-		bus__my_p_ll(&p, it->only_if_expired != 0);
+		bus__my_p_ll(&p, it->only_if_expired); /* 0, 1 or 2 */
 		if (check)
 			continue;
 		bus__my_p_ll(&p, it->state);
@@ -304,6 +332,25 @@ struct extend_arg {
 	unsigned char *held;
 };
 
+/* The parameters of a derived table of (i, id, attempt) rows for jobs
+ * ids[0..n) with attempts[0..n), padded to `rows` with rows of NULLs
+ * (which match no job). */
+static void batch_rows_bind(struct my_params *p, const int64_t *ids,
+			    const int *attempts, size_t n, size_t rows)
+{
+	for (size_t k = 0; k < rows; k++) {
+		if (k >= n) {
+			bus__my_p_null(p);
+			bus__my_p_null(p);
+			bus__my_p_null(p);
+			continue;
+		}
+		bus__my_p_ll(p, (long long)k);
+		bus__my_p_ll(p, ids[k]);
+		bus__my_p_ll(p, attempts[k]);
+	}
+}
+
 /*
  * Runs a SELECT of `build`'s shape (a derived table of (i, id, attempt)
  * rows, then the node) for jobs ids[0..n) with attempts[0..n), n at most
@@ -323,17 +370,7 @@ static int indexes_select(struct my_conn *c, int slot, my_sql_fn build,
 	int rc = bus__my_prepare(c, &st, slot + b, build, rows);
 	if (rc != 0 || (rc = bus__my_params_init(&p, rows * 3 + 1)) != 0)
 		return rc;
-	for (size_t k = 0; k < rows; k++) {
-		if (k >= n) {
-			bus__my_p_null(&p);
-			bus__my_p_null(&p);
-			bus__my_p_null(&p);
-			continue;
-		}
-		bus__my_p_ll(&p, (long long)k);
-		bus__my_p_ll(&p, ids[k]);
-		bus__my_p_ll(&p, attempts[k]);
-	}
+	batch_rows_bind(&p, ids, attempts, n, rows);
 	bus__my_p_str(&p, node);
 	rc = bus__my_exec(c, st, &p);
 	bus__my_params_free(&p);
@@ -350,19 +387,23 @@ static int extend_check(struct my_conn *c, struct extend_arg *a, size_t done,
 			      a->ids + done, a->attempts + done, n, idx, got);
 }
 
-static int extend_set(struct my_conn *c, struct extend_arg *a, size_t done,
-		      const long long *idx, size_t got)
+/* The UPDATE of the chunk's held items (idx[0..got), indexes within the
+ * chunk at `done`) by id: extend's (now, lease_us, ids) or start's (now,
+ * ids), as `with_lease` says. */
+static int held_update(struct my_conn *c, int slot, my_sql_fn build,
+		       struct extend_arg *a, size_t done, const long long *idx,
+		       size_t got, int with_lease)
 {
 	int b = bus__my_bucket(got);
 	size_t rows = bus__my_bucket_rows[b];
 	MYSQL_STMT *st;
 	struct my_params p;
-	int rc = bus__my_prepare(c, &st, SL_EXTEND_SET + b, extend_set_build,
-				 rows);
+	int rc = bus__my_prepare(c, &st, slot + b, build, rows);
 	if (rc != 0 || (rc = bus__my_params_init(&p, rows + 2)) != 0)
 		return rc;
 	bus__my_p_time(&p, a->now);
-	bus__my_p_ll(&p, a->lease_us);
+	if (with_lease)
+		bus__my_p_ll(&p, a->lease_us);
 	for (size_t k = 0; k < rows; k++)
 		if (k < got)
 			bus__my_p_ll(&p, a->ids[done + (size_t)idx[k]]);
@@ -388,7 +429,8 @@ static int extend_op(bus_store *s, void *arg)
 			if (idx[k] >= 0 && (size_t)idx[k] < n)
 				a->held[done + (size_t)idx[k]] = 1;
 		if (rc == 0 && got > 0)
-			rc = extend_set(c, a, done, idx, got);
+			rc = held_update(c, SL_EXTEND_SET, extend_set_build,
+					 a, done, idx, got, 1);
 		done += n;
 	}
 	if (rc == 0)
@@ -414,6 +456,105 @@ int bus__my_extend(bus_store *s, int64_t now, const char *node,
 		return rc;
 	struct extend_arg a = { now, lease_us, node, ids, attempts, n, held };
 	rc = bus__my_run(s, "extending leases", extend_op, &a);
+	if (rc != 0)
+		memset(held, 0, n);
+	return rc;
+}
+
+/* ---- start ---- */
+
+/* The fast form of a chunk: *all is set when it changed every row. */
+static int start_fast(struct my_conn *c, struct extend_arg *a, size_t done,
+		      size_t n, int *all)
+{
+	int b = bus__my_bucket(n);
+	size_t rows = bus__my_bucket_rows[b];
+	MYSQL_STMT *st;
+	struct my_params p;
+	int rc = bus__my_prepare(c, &st, SL_START_FAST + b, start_fast_build,
+				 rows);
+	if (rc != 0 || (rc = bus__my_params_init(&p, rows * 3 + 2)) != 0)
+		return rc;
+	batch_rows_bind(&p, a->ids + done, a->attempts + done, n, rows);
+	bus__my_p_time(&p, a->now);
+	bus__my_p_str(&p, a->node);
+	rc = bus__my_exec(c, st, &p);
+	bus__my_params_free(&p);
+	*all = rc == 0 && mysql_stmt_affected_rows(st) == n;
+	return rc;
+}
+
+/* The careful form: which items hold their guard, under lock, then the
+ * start of those (a start already recorded stands). */
+static int start_careful(struct my_conn *c, struct extend_arg *a, size_t done,
+			 size_t n)
+{
+	long long idx[MY_ROWS_MAX];
+	size_t got = 0;
+	int rc = indexes_select(c, SL_START_CHECK, start_check_build, a->node,
+				a->ids + done, a->attempts + done, n, idx,
+				&got);
+	for (size_t k = 0; rc == 0 && k < got; k++)
+		if (idx[k] >= 0 && (size_t)idx[k] < n)
+			a->held[done + (size_t)idx[k]] = 1;
+	if (rc != 0 || got == 0)
+		return rc;
+	return held_update(c, SL_START_SET, start_set_build, a, done, idx, got,
+			   0);
+}
+
+static int start_op(bus_store *s, void *arg)
+{
+	struct extend_arg *a = arg;
+	struct my_conn *c = &s->conn;
+	memset(a->held, 0, a->n);
+	int all = 1;
+	int rc = bus__my_begin(c);
+	for (size_t done = 0; rc == 0 && all && done < a->n;) {
+		size_t left = a->n - done;
+		size_t n = left < MY_ROWS_MAX ? left : MY_ROWS_MAX;
+		rc = start_fast(c, a, done, n, &all);
+		done += n;
+	}
+	if (rc == 0 && all) {
+		rc = bus__my_commit(c);
+		if (rc == 0)
+			memset(a->held, 1, a->n);
+		return rc;
+	}
+	if (rc != 0)
+		return rc;
+	/* Some guard failed (or a start was there already): undo, and find
+	 * out which, under lock. */
+	bus__my_rollback(c);
+	memset(a->held, 0, a->n);
+	rc = bus__my_begin(c);
+	for (size_t done = 0; rc == 0 && done < a->n;) {
+		size_t left = a->n - done;
+		size_t n = left < MY_ROWS_MAX ? left : MY_ROWS_MAX;
+		rc = start_careful(c, a, done, n);
+		done += n;
+	}
+	if (rc == 0)
+		rc = bus__my_commit(c);
+	return rc;
+}
+
+int bus__my_start(bus_store *s, int64_t now, const char *node,
+		  const int64_t *ids, const int *attempts, size_t n,
+		  unsigned char *held)
+{
+	if (n == 0)
+		return 0;
+	if (node == NULL || ids == NULL || attempts == NULL || held == NULL)
+		return s->env.error(BUS_EINVAL,
+				    "mysql store: start: node, ids, attempts "
+				    "or held is NULL");
+	int rc = bus__my_now_check(s, "start", now);
+	if (rc != 0)
+		return rc;
+	struct extend_arg a = { now, 0, node, ids, attempts, n, held };
+	rc = bus__my_run(s, "recording job starts", start_op, &a);
 	if (rc != 0)
 		memset(held, 0, n);
 	return rc;

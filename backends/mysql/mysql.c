@@ -106,11 +106,14 @@ static const struct bus_store_ops my_ops = {
 	.listen = NULL,
 	.wait_jobs = NULL,
 	.now = bus__my_now,
+	.start = bus__my_start,
+	.claim_start = bus__my_claim_start,
 };
 
 const struct bus_store_ops *bus_backend_entry(uint32_t core_abi)
 {
-	/* Operations are only appended: any core of ABI 1 or later reads
-	 * a prefix of these (this is ABI 5). */
-	return core_abi >= 1 ? &my_ops : NULL;
+	/* Operations are only appended, but ABI 6 made bus_job longer
+	 * (started_at): an older core would read the rows this returns with
+	 * the wrong stride (this is ABI 6). */
+	return core_abi >= 6 ? &my_ops : NULL;
 }

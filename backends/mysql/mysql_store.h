@@ -107,7 +107,10 @@ enum my_slot {
 	SL_FINISH_SET = SL_FINISH_CHECK + MY_BUCKETS,
 	SL_EXTEND_CHECK = SL_FINISH_SET + MY_BUCKETS,
 	SL_EXTEND_SET = SL_EXTEND_CHECK + MY_BUCKETS,
-	SL_EXPIRED = SL_EXTEND_SET + MY_BUCKETS,
+	SL_START_CHECK = SL_EXTEND_SET + MY_BUCKETS,
+	SL_START_SET = SL_START_CHECK + MY_BUCKETS,
+	SL_START_FAST = SL_START_SET + MY_BUCKETS,
+	SL_EXPIRED = SL_START_FAST + MY_BUCKETS,
 	SL_GET,
 	SL_LIST,
 	SL_CANCEL,
@@ -293,7 +296,7 @@ int bus__my_exec(struct my_conn *c, MYSQL_STMT *st, struct my_params *p);
 	"id, kind, handler, queue, priority, payload, meta, tags, state, "     \
 	"attempt, max_attempts, timeout_ms, scheduled_at, inserted_at, "       \
 	"attempted_at, lease_until, finished_at, attempted_by, errors, "       \
-	"unique_key, unique_states, cancel_requested_at"
+	"unique_key, unique_states, cancel_requested_at, started_at"
 
 /*
  * Reads the result of an executed statement whose columns are MY_JOB_COLS,
@@ -336,6 +339,13 @@ int bus__my_finish(bus_store *s, int64_t now, const bus_store_finish *items,
 int bus__my_extend(bus_store *s, int64_t now, const char *node,
 		   int64_t lease_us, const int64_t *ids, const int *attempts,
 		   size_t n, unsigned char *held);
+int bus__my_claim_start(bus_store *s, int64_t now, const char *node,
+			int64_t lease_us, const bus_store_claim *queues,
+			const unsigned char *start, size_t n_queues,
+			bus_job **out, size_t *n_out);
+int bus__my_start(bus_store *s, int64_t now, const char *node,
+		  const int64_t *ids, const int *attempts, size_t n,
+		  unsigned char *held);
 int bus__my_expired(bus_store *s, int64_t now, size_t limit, bus_job **out,
 		    size_t *n_out);
 

@@ -221,6 +221,7 @@ enum {
 	C_UNIQUE_KEY,
 	C_UNIQUE_STATES,
 	C_CANCEL_REQUESTED,
+	C_STARTED,
 	C_NOW,
 	C_COUNT
 };
@@ -252,7 +253,7 @@ static int col_is_string(int col)
 static int col_is_time(int col)
 {
 	return (col >= C_SCHEDULED && col <= C_FINISHED) ||
-	       col == C_CANCEL_REQUESTED || col == C_NOW;
+	       col == C_CANCEL_REQUESTED || col == C_STARTED || col == C_NOW;
 }
 
 static void rowbuf_bind(struct rowbuf *r, int ncols)
@@ -361,6 +362,7 @@ static int row_to_job(MYSQL_STMT *st, struct rowbuf *r, bus_job *j)
 	j->finished_at = time_of(r, C_FINISHED);
 	j->unique_states = (unsigned)r->ll[C_UNIQUE_STATES];
 	j->cancel_requested_at = time_of(r, C_CANCEL_REQUESTED);
+	j->started_at = time_of(r, C_STARTED);
 	return 0;
 }
 

@@ -129,12 +129,20 @@ static int check_op(bus_store *s, void *arg)
 				    "complete (version 0: a migration is "
 				    "running, or was interrupted): %s",
 				    where, how);
-	if (v < SCHEMA_VERSION)
+	if (v < SCHEMA_VERSION) {
+		/* Name the first step it lacks (004_started: the start of
+		 * an attempt, which the rescue reads). */
+		const char *step = my_steps[N_STEPS - 1].name;
+		for (size_t i = N_STEPS; i-- > 0;)
+			if (my_steps[i].version > v)
+				step = my_steps[i].name;
 		return s->env.error(BUS_ESCHEMA,
 				    "mysql store (%s): the schema is at "
 				    "version %lld, older than the %d this "
-				    "store needs: %s",
-				    where, v, SCHEMA_VERSION, how);
+				    "store needs (it lacks step %s, "
+				    BUS_MIGRATIONDIR "/mysql/%s.sql): %s",
+				    where, v, SCHEMA_VERSION, step, step, how);
+	}
 	if (v > SCHEMA_VERSION && s->env.log != NULL)
 		s->env.log(s->env.log_udata, BUS_LOG_INFO,
 			   "mysql store (%s): the schema is at version %lld, "

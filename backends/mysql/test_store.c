@@ -120,6 +120,36 @@ START_TEST(a_prefix_that_reads_as_a_number_works)
 }
 END_TEST
 
+static void my_sql_ok(bus_store *s, const char *sql)
+{
+	ck_assert_msg(mysql_query(s->conn.db, sql) == 0, "%s: %s", sql,
+		      mysql_error(s->conn.db));
+}
+
+/* A schema from before step 4 (no started_at) is refused, naming the
+ * step; bus_migrate brings it up to date. */
+START_TEST(a_schema_without_the_start_step_is_refused_naming_it)
+{
+	char u[1100];
+	snprintf(u, sizeof u, "%s&table-prefix=oldtest_", url);
+	bus_store *s = NULL;
+	ck_assert_msg(ops->open(&s, u, &store_env) == 0, "open: %s",
+		      bus_error_last()->message);
+	ck_assert_int_eq(ops->migrate(s), 0);
+	my_sql_ok(s, "ALTER TABLE oldtest_jobs DROP COLUMN started_at");
+	my_sql_ok(s, "DELETE FROM oldtest_schema_version WHERE version = 4");
+	ck_assert_int_eq(ops->schema_check(s), BUS_ESCHEMA);
+	ck_assert_last_error(BUS_ESCHEMA, "version 3");
+	ck_assert_last_error(BUS_ESCHEMA, "004_started");
+	ck_assert_last_error(BUS_ESCHEMA, "run bus_migrate()");
+	ck_assert_int_eq(ops->migrate(s), 0);
+	ck_assert_int_eq(ops->schema_check(s), 0);
+	my_sql_ok(s, "DROP TABLE oldtest_jobs, oldtest_queues, "
+		     "oldtest_schema_version");
+	ops->close(s);
+}
+END_TEST
+
 static Suite *store_mysql_suite(void)
 {
 	/* A connection per thread: one MYSQL handle is not for two. */
@@ -137,6 +167,7 @@ static Suite *store_mysql_suite(void)
 	tcase_add_test(tc, open_rejects_bad_urls_without_showing_the_password);
 	tcase_add_test(tc, each_open_is_a_connection_to_the_same_store);
 	tcase_add_test(tc, a_prefix_that_reads_as_a_number_works);
+	tcase_add_test(tc, a_schema_without_the_start_step_is_refused_naming_it);
 	store_cases_add(tc, &fixture);
 	suite_add_tcase(s, tc);
 	return s;

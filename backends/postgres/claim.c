@@ -32,6 +32,9 @@ static const char claim_sql[] =
 	"attempted_at = n.now, attempted_by = $4::text, "
 	"lease_until = n.now + $5::int8 * interval '1 microsecond', "
 	"finished_at = NULL, "
+	/* claim_start: the jobs of the queues in $6 are started too (a job
+	 * claimed from a queue is of that queue) */
+	"started_at = CASE WHEN j.queue = ANY ($6::text[]) THEN n.now END, "
 	"unique_key = CASE WHEN j.unique_states & 4 <> 0 THEN j.unique_key "
 	"END "
 	"FROM n WHERE j.id = ANY (ARRAY(SELECT d.id FROM n, "
@@ -54,6 +57,7 @@ struct claim_arg {
 	int64_t now, lease_us;
 	const char *node;
 	const bus_store_claim *queues; /* no queue twice */
+	const unsigned char *start;    /* per queue (claim_start), or NULL */
 	size_t n_queues;
 	bus_job *rows;
 	size_t n;
@@ -92,15 +96,18 @@ static int claim_op(bus_store *s, void *arg)
 	a->rows = NULL;
 	a->n = 0;
 	struct pg_params p;
-	struct pg_array names, limits;
-	int rc = bus__pg_params_init(&p, 5);
+	struct pg_array names, limits, started;
+	int rc = bus__pg_params_init(&p, 6);
 	if (rc != 0)
 		return rc;
 	bus__pg_array_init(&names, PG_TEXT);
 	bus__pg_array_init(&limits, PG_INT8);
+	bus__pg_array_init(&started, PG_TEXT);
 	for (size_t i = 0; i < a->n_queues; i++) {
 		size_t lim = a->queues[i].limit;
 		bus__pg_a_text(&names, a->queues[i].queue);
+		if (a->start != NULL && a->start[i])
+			bus__pg_a_text(&started, a->queues[i].queue);
 		bus__pg_a_int8(&limits, lim > (size_t)INT64_MAX
 						? INT64_MAX
 						: (int64_t)lim);
@@ -110,6 +117,7 @@ static int claim_op(bus_store *s, void *arg)
 	bus__pg_p_array(&p, &limits);
 	bus__pg_p_text(&p, a->node);
 	bus__pg_p_int8(&p, a->lease_us);
+	bus__pg_p_array(&p, &started);
 	PGresult *r = NULL;
 	rc = bus__pg_exec(c, SL_CLAIM, claim_sql, &p, &r);
 	bus__pg_params_free(&p);
@@ -127,8 +135,10 @@ static int claim_op(bus_store *s, void *arg)
 
 /* The queues with each named once (its limits added up, which claims
  * the same jobs), and those with no room left out. */
-static int queues_merge(bus_store *s, const bus_store_claim *in, size_t n,
-			bus_store_claim **out, size_t *n_out)
+static int queues_merge(bus_store *s, const bus_store_claim *in,
+			const unsigned char *start_in, size_t n,
+			bus_store_claim **out, unsigned char *start,
+			size_t *n_out)
 {
 	bus_store_claim *m = malloc((n ? n : 1) * sizeof *m);
 	if (m == NULL)
@@ -141,6 +151,12 @@ static int queues_merge(bus_store *s, const bus_store_claim *in, size_t n,
 		size_t j = 0;
 		while (j < k && strcmp(m[j].queue, in[i].queue) != 0)
 			j++;
+		/* Started when any of its listings says so: a start recorded
+		 * early only costs the refund, never the attempt's count. */
+		if (j == k)
+			start[k] = 0;
+		if (start_in != NULL && start_in[i])
+			start[j] = 1;
 		if (j == k)
 			m[k++] = in[i];
 		else if (m[j].limit > SIZE_MAX - in[i].limit)
@@ -153,9 +169,10 @@ static int queues_merge(bus_store *s, const bus_store_claim *in, size_t n,
 	return 0;
 }
 
-int bus__pg_claim(bus_store *s, int64_t now, const char *node,
-		  int64_t lease_us, const bus_store_claim *queues,
-		  size_t n_queues, bus_job **out, size_t *n_out)
+int bus__pg_claim_start(bus_store *s, int64_t now, const char *node,
+			int64_t lease_us, const bus_store_claim *queues,
+			const unsigned char *start, size_t n_queues,
+			bus_job **out, size_t *n_out)
 {
 	*out = NULL;
 	*n_out = 0;
@@ -176,17 +193,36 @@ int bus__pg_claim(bus_store *s, int64_t now, const char *node,
 		return rc;
 	bus_store_claim *merged = NULL;
 	size_t n_merged = 0;
-	rc = queues_merge(s, queues, n_queues, &merged, &n_merged);
+	unsigned char *merged_start = malloc(n_queues ? n_queues : 1);
+	if (merged_start == NULL)
+		return s->env.error(BUS_ENOMEM, "postgres store: claim: out of "
+						"memory");
+	rc = queues_merge(s, queues, start, n_queues, &merged, merged_start,
+			  &n_merged);
 	if (rc != 0 || n_merged == 0) {
 		free(merged);
+		free(merged_start);
 		return rc;
 	}
-	struct claim_arg a = { now, lease_us, node, merged, n_merged, NULL, 0 };
+	struct claim_arg a = { now,	 lease_us,
+			       node,	 merged,
+			       start != NULL ? merged_start : NULL,
+			       n_merged, NULL,
+			       0 };
 	rc = bus__pg_run(s, "claiming jobs", claim_op, &a);
 	free(merged);
+	free(merged_start);
 	if (rc == 0) {
 		*out = a.rows;
 		*n_out = a.n;
 	}
 	return rc;
+}
+
+int bus__pg_claim(bus_store *s, int64_t now, const char *node,
+		  int64_t lease_us, const bus_store_claim *queues,
+		  size_t n_queues, bus_job **out, size_t *n_out)
+{
+	return bus__pg_claim_start(s, now, node, lease_us, queues, NULL,
+				   n_queues, out, n_out);
 }

@@ -1,5 +1,5 @@
 /*
- * The worker's other operations: finish, extend, expired and
+ * The worker's other operations: finish, extend, start, expired and
  * cancel_pending.
  *
  * finish and extend take a batch as one UPDATE each: the batch is a set of
@@ -45,11 +45,12 @@ static const char finish_sql[] =
 	"state = " NEW_STATE ", cancel_requested_at = NULL "
 	"FROM (SELECT t.now, (extract(epoch FROM t.now) * 1000000)::int8 "
 	"AS us FROM (SELECT COALESCE($1::timestamptz, now()) AS now) t) n, "
-	"unnest($2::int4[], $3::int8[], $4::text[], $5::int4[], $6::bool[], "
+	"unnest($2::int4[], $3::int8[], $4::text[], $5::int4[], $6::int4[], "
 	"$7::int4[], $8::int8[], $9::text[], $10::bool[]) "
 	"AS b(i, id, node, attempt, oie, st, delay, err, refund) "
 	"WHERE j.id = b.id AND j.state = 2 AND j.attempted_by = b.node "
-	"AND j.attempt = b.attempt AND (NOT b.oie OR j.lease_until < n.now) "
+	"AND j.attempt = b.attempt AND (b.oie = 0 OR j.lease_until < n.now) "
+	"AND (b.oie <> 2 OR j.started_at IS NULL) "
 	"RETURNING b.i";
 
 /* NOWAIT: a renewal fails at once on a row another transaction holds, and
@@ -61,6 +62,18 @@ static const char extend_sql[] =
 	"$5::int4[]) AS b(i, id, attempt) JOIN bus_jobs x ON x.id = b.id "
 	"WHERE x.state = 2 AND x.attempted_by = $6::text "
 	"AND x.attempt = b.attempt FOR UPDATE OF x NOWAIT) b "
+	"WHERE j.id = b.id RETURNING b.i";
+
+/* start: the guard of extend, waiting for a locked row (a start is
+ * written once per attempt, and must not fail for a passing lock); a start
+ * already recorded stands. */
+static const char start_sql[] =
+	"UPDATE bus_jobs j SET started_at = "
+	"COALESCE(j.started_at, $1::timestamptz, now()) "
+	"FROM (SELECT x.id, b.i FROM unnest($2::int4[], $3::int8[], "
+	"$4::int4[]) AS b(i, id, attempt) JOIN bus_jobs x ON x.id = b.id "
+	"WHERE x.state = 2 AND x.attempted_by = $5::text "
+	"AND x.attempt = b.attempt FOR UPDATE OF x) b "
 	"WHERE j.id = b.id RETURNING b.i";
 
 static const char cancel_pending_sql[] =
@@ -110,7 +123,7 @@ static int finish_chunk(struct pg_conn *c, struct finish_arg *a, size_t done,
 			size_t n)
 {
 	static const uint32_t oids[9] = {
-		PG_INT4, PG_INT8, PG_TEXT, PG_INT4, PG_BOOL,
+		PG_INT4, PG_INT8, PG_TEXT, PG_INT4, PG_INT4,
 		PG_INT4, PG_INT8, PG_TEXT, PG_BOOL,
 	};
 	struct pg_params p;
@@ -126,7 +139,7 @@ static int finish_chunk(struct pg_conn *c, struct finish_arg *a, size_t done,
 		bus__pg_a_int8(&b[1], it->id);
 		bus__pg_a_text(&b[2], it->node);
 		bus__pg_a_int4(&b[3], it->attempt);
-		bus__pg_a_bool(&b[4], it->only_if_expired);
+		bus__pg_a_int4(&b[4], it->only_if_expired); /* 0, 1 or 2 */
 		bus__pg_a_int4(&b[5], (int32_t)it->state);
 		bus__pg_a_int8(&b[6], it->delay_us);
 		bus__pg_a_text(&b[7], a->errors ? a->errors[done + k] : NULL);
@@ -203,14 +216,16 @@ struct extend_arg {
 	unsigned char *held;
 };
 
-static int extend_op(bus_store *s, void *arg)
+/* Runs `sql`, an UPDATE of the jobs of the batch that hold the guard of
+ * extend, with parameters (now, [lease_us,] i[], id[], attempt[], node),
+ * and marks a->held[i] for each index it returns. */
+static int guarded_update(struct pg_conn *c, int slot, const char *sql,
+			  struct extend_arg *a, int with_lease)
 {
-	struct extend_arg *a = arg;
-	struct pg_conn *c = &s->conn;
 	memset(a->held, 0, a->n);
 	struct pg_params p;
 	struct pg_array idx, ids, att;
-	int rc = bus__pg_params_init(&p, 6);
+	int rc = bus__pg_params_init(&p, with_lease ? 6 : 5);
 	if (rc != 0)
 		return rc;
 	bus__pg_array_init(&idx, PG_INT4);
@@ -222,18 +237,26 @@ static int extend_op(bus_store *s, void *arg)
 		bus__pg_a_int4(&att, a->attempts[k]);
 	}
 	bus__pg_p_time(&p, a->now);
-	bus__pg_p_int8(&p, a->lease_us);
+	if (with_lease)
+		bus__pg_p_int8(&p, a->lease_us);
 	bus__pg_p_array(&p, &idx);
 	bus__pg_p_array(&p, &ids);
 	bus__pg_p_array(&p, &att);
 	bus__pg_p_text(&p, a->node);
 	PGresult *r = NULL;
-	rc = bus__pg_exec(c, SL_EXTEND, extend_sql, &p, &r);
+	rc = bus__pg_exec(c, slot, sql, &p, &r);
 	bus__pg_params_free(&p);
 	if (rc == 0) {
 		mark_returned(r, a->held, 0, a->n);
 		PQclear(r);
 	}
+	return rc;
+}
+
+static int extend_op(bus_store *s, void *arg)
+{
+	struct pg_conn *c = &s->conn;
+	int rc = guarded_update(c, SL_EXTEND, extend_sql, arg, 1);
 	/* A row another transaction holds: fail at once, not after the
 	 * wrapper's retries (the core renews the jobs one by one). */
 	if (rc == PG_ERR_DB && strcmp(c->sqlstate, "55P03") == 0)
@@ -263,6 +286,36 @@ int bus__pg_extend(bus_store *s, int64_t now, const char *node,
 				    "postgres store: extend: too many jobs");
 	struct extend_arg a = { now, lease_us, node, ids, attempts, n, held };
 	rc = bus__pg_run(s, "extending leases", extend_op, &a);
+	if (rc != 0)
+		memset(held, 0, n);
+	return rc;
+}
+
+/* ---- start ---- */
+
+static int start_op(bus_store *s, void *arg)
+{
+	return guarded_update(&s->conn, SL_START, start_sql, arg, 0);
+}
+
+int bus__pg_start(bus_store *s, int64_t now, const char *node,
+		  const int64_t *ids, const int *attempts, size_t n,
+		  unsigned char *held)
+{
+	if (n == 0)
+		return 0;
+	if (node == NULL || ids == NULL || attempts == NULL || held == NULL)
+		return s->env.error(BUS_EINVAL,
+				    "postgres store: start: node, ids, "
+				    "attempts or held is NULL");
+	int rc = bus__pg_now_check(s, "start", now);
+	if (rc != 0)
+		return rc;
+	if (n > INT32_MAX)
+		return s->env.error(BUS_EINVAL,
+				    "postgres store: start: too many jobs");
+	struct extend_arg a = { now, 0, node, ids, attempts, n, held };
+	rc = bus__pg_run(s, "recording job starts", start_op, &a);
 	if (rc != 0)
 		memset(held, 0, n);
 	return rc;

@@ -106,6 +106,7 @@ enum pg_slot {
 	SL_CLAIM,
 	SL_FINISH,
 	SL_EXTEND,
+	SL_START,
 	SL_EXPIRED,
 	SL_GET,
 	SL_LIST,
@@ -268,7 +269,7 @@ const char *bus__pg_get_text(const PGresult *r, int row, int col);
 	"id, kind, handler, queue, priority, payload, meta, tags, state, "     \
 	"attempt, max_attempts, timeout_ms, scheduled_at, inserted_at, "       \
 	"attempted_at, lease_until, finished_at, attempted_by, errors, "       \
-	"unique_key, unique_states, cancel_requested_at"
+	"unique_key, unique_states, cancel_requested_at, started_at"
 #define PG_JOB_NCOLS 22
 
 /* The rows of `r`, whose first columns are PG_JOB_COLS starting at column
@@ -303,6 +304,13 @@ int bus__pg_claim(bus_store *s, int64_t now, const char *node, int64_t lease_us,
 const char *bus__pg_claim_sql(void);
 int bus__pg_finish(bus_store *s, int64_t now, const bus_store_finish *items,
 		   size_t n, unsigned char *applied);
+int bus__pg_claim_start(bus_store *s, int64_t now, const char *node,
+			int64_t lease_us, const bus_store_claim *queues,
+			const unsigned char *start, size_t n_queues,
+			bus_job **out, size_t *n_out);
+int bus__pg_start(bus_store *s, int64_t now, const char *node,
+		  const int64_t *ids, const int *attempts, size_t n,
+		  unsigned char *held);
 int bus__pg_extend(bus_store *s, int64_t now, const char *node,
 		   int64_t lease_us, const int64_t *ids, const int *attempts,
 		   size_t n, unsigned char *held);

@@ -94,11 +94,14 @@ static const struct bus_store_ops pg_ops = {
 	.listen = bus__pg_listen,
 	.wait_jobs = bus__pg_wait_jobs,
 	.now = bus__pg_now,
+	.start = bus__pg_start,
+	.claim_start = bus__pg_claim_start,
 };
 
 const struct bus_store_ops *bus_backend_entry(uint32_t core_abi)
 {
-	/* Operations are only appended: any core of ABI 1 or later reads
-	 * a prefix of these. */
-	return core_abi >= 1 ? &pg_ops : NULL;
+	/* Operations are only appended, but ABI 6 made bus_job longer
+	 * (started_at): an older core would read the rows this returns with
+	 * the wrong stride. */
+	return core_abi >= 6 ? &pg_ops : NULL;
 }

@@ -27,6 +27,7 @@ enum {
 	C_UNIQUE_KEY,
 	C_UNIQUE_STATES,
 	C_CANCEL_REQUESTED,
+	C_STARTED,
 };
 
 static void job_strings_free(bus_job *j)
@@ -97,6 +98,7 @@ static int row_to_job(const PGresult *r, int row, int f, bus_job *j)
 	j->unique_states =
 		(unsigned)bus__pg_get_int(r, row, f + C_UNIQUE_STATES);
 	j->cancel_requested_at = bus__pg_get_time(r, row, f + C_CANCEL_REQUESTED);
+	j->started_at = bus__pg_get_time(r, row, f + C_STARTED);
 	return 0;
 }
 

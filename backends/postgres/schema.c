@@ -100,12 +100,20 @@ static int check_op(bus_store *s, void *arg)
 				    "postgres store (%s): the schema is "
 				    "missing (there is no table %s): %s",
 				    where, s->tables.version, how);
-	if (v < SCHEMA_VERSION)
+	if (v < SCHEMA_VERSION) {
+		/* Name the first step it lacks (004_started: the start of
+		 * an attempt, which the rescue reads). */
+		const char *step = pg_steps[N_STEPS - 1].name;
+		for (size_t i = N_STEPS; i-- > 0;)
+			if (pg_steps[i].version > v)
+				step = pg_steps[i].name;
 		return s->env.error(BUS_ESCHEMA,
 				    "postgres store (%s): the schema is at "
 				    "version %lld, older than the %d this "
-				    "store needs: %s",
-				    where, v, SCHEMA_VERSION, how);
+				    "store needs (it lacks step %s, "
+				    BUS_MIGRATIONDIR "/postgres/%s.sql): %s",
+				    where, v, SCHEMA_VERSION, step, step, how);
+	}
 	if (v > SCHEMA_VERSION && s->env.log != NULL)
 		s->env.log(s->env.log_udata, BUS_LOG_INFO,
 			   "postgres store (%s): the schema is at version "

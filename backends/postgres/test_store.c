@@ -156,8 +156,9 @@ START_TEST(the_claim_is_an_index_scan_without_a_sort)
 	ck_assert_ptr_nonnull(claim);
 	char *sql = malloc(strlen(claim) + 64);
 	sprintf(sql, "EXPLAIN %s", claim);
-	const char *vals[5] = { NULL, "{q1,q2}", "{10,10}", "node", "1000000" };
-	PGresult *r = PQexecParams(st->conn.db, sql, 5, NULL, vals, NULL,
+	const char *vals[6] = { NULL,	   "{q1,q2}", "{10,10}",
+				"node", "1000000", "{q1}" };
+	PGresult *r = PQexecParams(st->conn.db, sql, 6, NULL, vals, NULL,
 				   NULL, 0);
 	ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK, "%s",
 		      PQerrorMessage(st->conn.db));
@@ -179,6 +180,28 @@ END_TEST
 
 /* ?schema= puts the tables in a schema of their own, which migrate
  * creates; the search path's tables of the same prefix are others. */
+/* A schema from before step 4 (no started_at) is refused, naming the
+ * step; bus_migrate brings it up to date. */
+START_TEST(a_schema_without_the_start_step_is_refused_naming_it)
+{
+	char u[1100];
+	snprintf(u, sizeof u, "%s&table-prefix=oldtest_", url);
+	bus_store *s = open_url(u);
+	ck_assert_int_eq(ops->migrate(s), 0);
+	sql_ok(s, "ALTER TABLE oldtest_jobs DROP COLUMN started_at");
+	sql_ok(s, "DELETE FROM oldtest_schema_version WHERE version = 4");
+	ck_assert_int_eq(ops->schema_check(s), BUS_ESCHEMA);
+	ck_assert_last_error(BUS_ESCHEMA, "version 2");
+	ck_assert_last_error(BUS_ESCHEMA, "004_started");
+	ck_assert_last_error(BUS_ESCHEMA, "run bus_migrate()");
+	ck_assert_int_eq(ops->migrate(s), 0);
+	ck_assert_int_eq(ops->schema_check(s), 0);
+	sql_ok(s, "DROP TABLE oldtest_jobs, oldtest_queues, "
+		  "oldtest_schema_version");
+	ops->close(s);
+}
+END_TEST
+
 START_TEST(a_schema_holds_tables_of_its_own)
 {
 	bus_store *s2 = open_store();
@@ -448,6 +471,7 @@ static Suite *store_postgres_suite(void)
 	tcase_add_test(tc, each_open_is_a_connection_to_the_same_store);
 	tcase_add_test(tc, json_comes_back_byte_for_byte);
 	tcase_add_test(tc, the_claim_is_an_index_scan_without_a_sort);
+	tcase_add_test(tc, a_schema_without_the_start_step_is_refused_naming_it);
 	tcase_add_test(tc, a_schema_holds_tables_of_its_own);
 	tcase_add_test(tc, a_prefix_that_reads_as_a_number_works);
 	tcase_add_test(tc, unnamed_statements_work_alike);

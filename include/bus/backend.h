@@ -34,8 +34,11 @@ extern "C" {
  * retry keeps a due job's scheduled_at; claim returns rows in claim order.
  * 3: paused_queues (bus_queue_list).
  * 4: listen and wait_jobs (push wake-up, optional).
- * 5: the store's clock (now). */
-#define BUS_STORE_ABI_VERSION 5
+ * 5: the store's clock (now).
+ * 6: the start of an attempt (start, claim_start, bus_job.started_at,
+ *    claim clears it, finish's BUS_FINISH_IF_EXPIRED_UNSTARTED guard),
+ *    optional. */
+#define BUS_STORE_ABI_VERSION 6
 
 typedef struct bus_store bus_store; /* the backend's connection */
 
@@ -90,6 +93,7 @@ typedef struct bus_store_finish {
 	 * so that a worker that lost a job cannot overwrite its new fate. */
 	const char *node;
 	int attempt;
+	/* 0, BUS_FINISH_IF_EXPIRED or BUS_FINISH_IF_EXPIRED_UNSTARTED. */
 	int only_if_expired;
 	/* completed, retryable, discarded, cancelled, scheduled (snooze) or
 	 * available (given back). */
@@ -104,6 +108,13 @@ typedef struct bus_store_finish {
 	/* attempt = attempt - 1 (a snooze or a give-back spends no attempt). */
 	int refund_attempt;
 } bus_store_finish;
+
+/* only_if_expired: also lease_until < now (a rescue)... */
+#define BUS_FINISH_IF_EXPIRED 1
+/* ... and the attempt has not started (started_at unset): the rescue of a
+ * job its worker claimed but never began, whose attempt the core refunds.
+ * Only with a store that has start (ABI 6). */
+#define BUS_FINISH_IF_EXPIRED_UNSTARTED 2
 
 /*
  * Every state change also keeps these invariants, in the same atomic step:
@@ -161,8 +172,8 @@ struct bus_store_ops {
 	 * jobs that are available, or scheduled or retryable with
 	 * scheduled_at <= now, in order of priority, scheduled_at, id. Each
 	 * becomes executing with attempt + 1, attempted_at = now, attempted_by =
-	 * node and lease_until = now + lease_us, and is returned as it is after
-	 * the claim. Concurrent claims never return the same job.
+	 * node and lease_until = now + lease_us, started_at unset (a store
+	 * with start), and is returned as it is after the claim. Concurrent claims never return the same job.
 	 * *out is in claim order: queue by queue in the order of `queues` (a
 	 * queue listed twice counts once, at its first place), and within a
 	 * queue by (priority, scheduled_at, id). The worker runs them
@@ -283,6 +294,37 @@ struct bus_store_ops {
 	 * where it must decide with the same time the store will store (a
 	 * unique period's bucket), since producers' clocks may be skewed. */
 	int (*now)(bus_store *s, int64_t *out);
+
+	/* ---- ABI 6 ---- */
+
+	/*
+	 * The start of an attempt, optional (NULL: the store cannot tell, and
+	 * a rescued job is always charged its attempt). Sets started_at = now,
+	 * unless already set, of the jobs still executing by `node` with the
+	 * given attempt (the guard of extend); held[i] tells which were. The
+	 * core calls it, and waits for it to succeed, before it hands the
+	 * jobs to their executors, so that a job whose handler may have
+	 * begun always reads as started: a rescue then charges its attempt,
+	 * and a job that kills its worker (a poison job) still spends its
+	 * attempts. A store with start reports started_at in every row (get,
+	 * list, expired), clears it at claim, and honours
+	 * BUS_FINISH_IF_EXPIRED_UNSTARTED in finish.
+	 */
+	int (*start)(bus_store *s, int64_t now, const char *node,
+		     const int64_t *ids, const int *attempts, size_t n,
+		     unsigned char *held);
+	/*
+	 * claim, which also records the start (started_at = now) of every
+	 * job it takes from queues[i] when start[i] is set, in the same
+	 * atomic step: the core sets it for a queue whose jobs go to its
+	 * executors at once, so that recording their start costs no call of
+	 * its own. Optional (NULL: the core claims with claim, then calls
+	 * start); only with start.
+	 */
+	int (*claim_start)(bus_store *s, int64_t now, const char *node,
+			   int64_t lease_us, const bus_store_claim *queues,
+			   const unsigned char *start, size_t n_queues,
+			   bus_job **out, size_t *n_out);
 };
 
 /* The one symbol a backend exports. `core_abi` is the core's

@@ -69,6 +69,11 @@ typedef struct bus_job {
 	/* When bus_job_cancel was called while the job was executing (the
 	 * request is pending: see bus_job_cancel); 0 otherwise. */
 	int64_t cancel_requested_at;
+	/* When the worker recorded that this attempt's handler was about to
+	 * begin (set while executing, cleared by the next claim); 0 when the
+	 * attempt has not started: claimed and still waiting in its worker's
+	 * prefetch, or the store cannot tell (store ABI 6, optional). */
+	int64_t started_at;
 } bus_job;
 
 BUS_EXTERN void bus_job_free(bus_job *job);

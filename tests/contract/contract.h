@@ -162,6 +162,7 @@ TCase *contract_unique(void);
 TCase *contract_unique_states(void);
 TCase *contract_replace(void);
 TCase *contract_rescue(void);
+TCase *contract_rescue_poison(void);
 TCase *contract_shutdown(void);
 TCase *contract_isolation(void);
 TCase *contract_children(void);

@@ -180,6 +180,9 @@ static void strand_dead(struct strand *s, const int64_t *ids, size_t n,
 			      .cancel_check_ms = BUS_WORKER_INTERVAL_MAX_MS });
 	for (size_t i = 0; i < n; i++)
 		bus_job_free(wait_job(s->b, ids[i], BUS_JOB_EXECUTING, 1));
+	/* Running, not only claimed: a rescue refunds the attempt of a job
+	 * whose handler had not started. */
+	wait_atomic(&s->h.started, (int)n, "every handler to start on 'dead'");
 }
 
 static void strand(struct strand *s, const int64_t *ids, size_t n,

@@ -37,6 +37,7 @@ int main(void)
 	suite_add_tcase(s, contract_unique_states());
 	suite_add_tcase(s, contract_replace());
 	suite_add_tcase(s, contract_rescue());
+	suite_add_tcase(s, contract_rescue_poison());
 	suite_add_tcase(s, contract_shutdown());
 	suite_add_tcase(s, contract_isolation());
 	suite_add_tcase(s, contract_children());

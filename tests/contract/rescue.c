@@ -11,7 +11,10 @@
  * which may come after the jump, so which worker rescued is not asserted.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "contract.h"
 
@@ -319,6 +322,217 @@ START_TEST(prefetched_jobs_keep_their_leases_and_a_cancelled_one_is_dropped)
 }
 END_TEST
 
+/*
+ * A worker dies holding one job that started and two it claimed ahead
+ * (prefetch) but never started. The rescue charges the started one as
+ * before (discarded at max_attempts 1, else retryable after the rescue
+ * delay) and refunds the others: available at once, attempt back to 0, no
+ * error entry, not discarded even at max_attempts 1; then they run.
+ */
+static void dead_worker_with_prefetched_jobs(int max_attempts)
+{
+	char kind[64];
+	snprintf(kind, sizeof kind, "rescue.unstarted%d", max_attempts);
+	bus *b;
+	struct test_clock clock;
+	struct blocker bl = { 0, 0, 0 };
+	contract_open(&b);
+	contract_clock_install(b, &clock);
+	bus_handler_opts ho = BUS_HANDLER_OPTS_INIT;
+	ho.max_attempts = max_attempts;
+	contract_handle(b, kind, block_until_released, &bl, &ho, kind);
+	int64_t ids[3];
+	for (int i = 0; i < 3; i++) {
+		bus_job_opts o = BUS_JOB_OPTS_INIT;
+		o.priority = i; /* claimed, and so run, in this order */
+		ids[i] = enqueue_ok(b, kind, "{}", &o, BUS_INSERTED);
+	}
+	bus_worker *dead = contract_start_worker(
+		b, &(struct contract_worker_opts){ .queue = kind,
+						   .node = "dead",
+						   .concurrency = 1,
+						   .prefetch = 2,
+						   .lease_ms = 60000,
+						   .rescue_interval_ms =
+							   600000 });
+	wait_atomic(&bl.started, 1, "the first handler to start on 'dead'");
+	bus_job *j = get_job(b, ids[0]);
+	ck_assert_int_eq(j->started_at, CONTRACT_T0_US);
+	bus_job_free(j);
+	for (int i = 1; i < 3; i++) {
+		j = wait_job(b, ids[i], BUS_JOB_EXECUTING, 1);
+		ck_assert_str_eq(j->attempted_by, "dead");
+		ck_assert_msg(j->started_at == 0,
+			      "job %d waits in the prefetch but reads as "
+			      "started at %lld",
+			      i, (long long)j->started_at);
+		bus_job_free(j);
+	}
+
+	clock_advance(&clock, 120 * SEC_US);
+	/* A rescuer of another queue: it rescues, and runs none of them. */
+	bus_worker *rescuer = contract_start_worker(
+		b, &(struct contract_worker_opts){ .queue = "rescue.elsewhere",
+						   .node = "b" });
+	j = wait_job(b, ids[0],
+		     max_attempts == 1 ? BUS_JOB_DISCARDED : BUS_JOB_RETRYABLE,
+		     1);
+	assert_errors(j, 1, "lease expired");
+	if (max_attempts > 1)
+		ck_assert_int_eq(j->scheduled_at,
+				 clock_now(&clock) + 5 * SEC_US);
+	bus_job_free(j);
+	for (int i = 1; i < 3; i++) {
+		j = wait_job(b, ids[i], BUS_JOB_AVAILABLE, 0);
+		ck_assert_msg(j->scheduled_at == clock_now(&clock),
+			      "a refunded job is due at %lld, expected now "
+			      "(%lld): no rescue delay",
+			      (long long)j->scheduled_at,
+			      (long long)clock_now(&clock));
+		assert_errors(j, 0, "");
+		ck_assert_int_eq(j->finished_at, 0);
+		ck_assert_int_eq(j->lease_until, 0);
+		bus_job_free(j);
+	}
+	ck_assert_int_eq(atomic_load(&bl.started), 1);
+
+	/* They run on their first attempt, on whichever worker claims them
+	 * ('dead' finds they are not its any more once it goes on). */
+	bus_worker *live = contract_start_worker(
+		b, &(struct contract_worker_opts){ .queue = kind,
+						   .node = "live" });
+	atomic_store(&bl.release, RELEASE_ALL);
+	for (int i = 1; i < 3; i++)
+		bus_job_free(wait_job(b, ids[i], BUS_JOB_COMPLETED, 1));
+	ck_assert_int_eq(atomic_load(&bl.started), 3);
+	bus_worker_free(live);
+	bus_worker_free(rescuer);
+	bus_worker_free(dead);
+	bus_close(b);
+}
+
+START_TEST(prefetched_jobs_that_never_started_get_their_attempt_back)
+{
+	dead_worker_with_prefetched_jobs(1);
+}
+END_TEST
+
+START_TEST(unstarted_jobs_are_due_at_once_and_started_ones_wait)
+{
+	dead_worker_with_prefetched_jobs(3);
+}
+END_TEST
+
+/* ---- a poison job: its handler kills its worker's whole process ---- */
+
+#define POISON_EXIT 42
+
+static int kill_the_process(bus_ctx *ctx, void *udata)
+{
+	(void)ctx;
+	(void)udata;
+	_exit(POISON_EXIT);
+}
+
+/* In a forked process: a worker with thread isolation, its clock at
+ * `now_us`, running the poison job, which ends the process. Exits 1 when
+ * something else fails. */
+static void run_poison_worker(int64_t now_us)
+{
+	bus *b = NULL;
+	if (bus_open(&b, contract_url()) != 0)
+		_exit(1);
+	bus_set_logger(b, BUS_LOG_ERROR, NULL, NULL);
+	struct test_clock clock;
+	contract_clock_install(b, &clock);
+	clock_advance(&clock, now_us - CONTRACT_T0_US);
+	bus_handler_opts ho = BUS_HANDLER_OPTS_INIT;
+	ho.durable = 1;
+	ho.queue = "rescue.poison";
+	if (bus_handle_command(b, "rescue.poison", kill_the_process, NULL,
+			       &ho) != 0)
+		_exit(1);
+	bus_worker_queue q = { "rescue.poison", 1 };
+	bus_worker_opts wo = BUS_WORKER_OPTS_INIT;
+	wo.queues = &q;
+	wo.n_queues = 1;
+	wo.node = "poisoned";
+	wo.isolation = BUS_ISOLATION_THREAD;
+	wo.poll_interval_ms = 5;
+	wo.lease_ms = 60000;
+	wo.rescue_interval_ms = 600000;
+	bus_worker *w = NULL;
+	if (bus_worker_new(&w, b, &wo) != 0 || bus_worker_start(w) != 0)
+		_exit(1);
+	sleep_ms(CONTRACT_LIVENESS_MS);
+	_exit(2); /* the handler never ran */
+}
+
+/*
+ * A job whose handler kills the worker's process is charged an attempt at
+ * every rescue, and is discarded once they are spent: the worker records
+ * its start before the handler begins, so the rescue never takes it for
+ * a job that waited unstarted (whose attempt it would refund, for ever).
+ * The worker runs in a process of its own (not on memory:, which lives in
+ * the worker's process).
+ */
+START_TEST(a_job_that_kills_its_worker_spends_its_attempts)
+{
+	bus *b;
+	contract_open(&b);
+	if (strncmp(contract_url(), "memory:", 7) == 0) {
+		bus_close(b);
+		return;
+	}
+	struct test_clock clock;
+	contract_clock_install(b, &clock);
+	bus_handler_opts ho = BUS_HANDLER_OPTS_INIT;
+	ho.max_attempts = 2;
+	contract_handle(b, "rescue.poison", kill_the_process, NULL, &ho,
+			"rescue.poison");
+	int64_t id = enqueue_ok(b, "rescue.poison", "{}", NULL, BUS_INSERTED);
+	for (int attempt = 1; attempt <= 2; attempt++) {
+		fflush(NULL);
+		pid_t pid = fork();
+		ck_assert_int_ge(pid, 0);
+		if (pid == 0)
+			run_poison_worker(clock_now(&clock));
+		int status = 0;
+		ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+		ck_assert_msg(WIFEXITED(status) &&
+				      WEXITSTATUS(status) == POISON_EXIT,
+			      "the poisoned worker's process ended with "
+			      "status %#x, not by its handler",
+			      status);
+		bus_job *j = get_job(b, id);
+		ck_assert_int_eq(j->state, BUS_JOB_EXECUTING);
+		ck_assert_int_eq(j->attempt, attempt);
+		ck_assert_msg(j->started_at == clock_now(&clock),
+			      "the handler began, but the job's start reads "
+			      "%lld",
+			      (long long)j->started_at);
+		bus_job_free(j);
+
+		/* Past its lease, a rescuer (of another queue) charges it. */
+		clock_advance(&clock, 120 * SEC_US);
+		bus_worker *rescuer = contract_start_worker(
+			b, &(struct contract_worker_opts){
+				   .queue = "rescue.elsewhere",
+				   .node = "b" });
+		j = wait_job(b, id,
+			     attempt < 2 ? BUS_JOB_RETRYABLE : BUS_JOB_DISCARDED,
+			     attempt);
+		assert_errors(j, attempt, "lease expired");
+		int64_t due = j->scheduled_at;
+		bus_job_free(j);
+		bus_worker_free(rescuer);
+		if (due > clock_now(&clock))
+			clock_advance(&clock, due - clock_now(&clock));
+	}
+	bus_close(b);
+}
+END_TEST
+
 TCase *contract_rescue(void)
 {
 	TCase *tc = contract_tcase("rescue");
@@ -329,5 +543,18 @@ TCase *contract_rescue(void)
 	tcase_add_test(tc, running_job_lease_is_renewed);
 	tcase_add_test(
 		tc, prefetched_jobs_keep_their_leases_and_a_cancelled_one_is_dropped);
+	tcase_add_test(tc,
+		       prefetched_jobs_that_never_started_get_their_attempt_back);
+	tcase_add_test(tc, unstarted_jobs_are_due_at_once_and_started_ones_wait);
+	return tc;
+}
+
+TCase *contract_rescue_poison(void)
+{
+	/* It forks a worker process: left out where forking is (the
+	 * sanitizer build), like the children's cases. */
+	TCase *tc = contract_tcase("rescue_poison");
+	tcase_set_tags(tc, "process");
+	tcase_add_test(tc, a_job_that_kills_its_worker_spends_its_attempts);
 	return tc;
 }
