@@ -55,6 +55,10 @@ struct pg_url {
 	char *sslmode, *sslrootcert, *sslcert, *sslkey;
 	char *application_name;
 	unsigned connect_timeout;	/* s; 10 unless given */
+	/* s, 0 for none: waiting for a reply, sending a statement (60
+	 * unless given); TCP keepalive probes after this much silence (30
+	 * unless given). */
+	unsigned read_timeout, write_timeout, keepalive;
 	char schema[PG_SCHEMA_MAX + 1]; /* [a-z0-9_]*; "" the search path */
 	char prefix[PG_PREFIX_MAX + 1]; /* [a-z0-9_]*, "bus_" by default */
 	/* Named prepared statements (the default); off for a pooler in
@@ -136,6 +140,13 @@ struct pg_conn {
 	char sqlstate[6];
 	char err_msg[400];
 	int lost; /* the connection broke */
+	/* s, 0 for none: how long a reply (a send) may take before the
+	 * connection is treated as lost; none on the application's own
+	 * connection (insert_tx). */
+	unsigned read_timeout, write_timeout;
+	/* A reconnect window passed in vain: calls try once until the
+	 * server answers again. */
+	int unreachable;
 };
 
 /* Forgets what was prepared and frees the texts (the connection stays). */
@@ -156,6 +167,13 @@ int bus__pg_exec(struct pg_conn *c, int slot, const char *sql,
 		 const struct pg_params *p, PGresult **out);
 /* Runs a statement without parameters (BEGIN, DDL); PG_ERR_DB. */
 int bus__pg_simple(struct pg_conn *c, const char *sql);
+/* After a PQsend* call on c->db: sends what it queued and waits for the
+ * reply, each within the connection's timeout (poll, so a network that
+ * stops passing packets cannot hang the call). *out is the reply's
+ * result (an error first, else the last; PQclear it) or NULL when there
+ * was none; PG_ERR_DB when the connection was lost or timed out (then
+ * c->lost is set). */
+int bus__pg_reply(struct pg_conn *c, PGresult **out);
 
 int bus__pg_begin(struct pg_conn *c);
 int bus__pg_commit(struct pg_conn *c);

@@ -61,6 +61,9 @@ START_TEST(parts_and_defaults)
 	ck_assert_str_eq(u.prefix, "bus_");
 	ck_assert_str_eq(u.schema, "");
 	ck_assert_uint_eq(u.connect_timeout, 10);
+	ck_assert_uint_eq(u.read_timeout, 60);
+	ck_assert_uint_eq(u.write_timeout, 60);
+	ck_assert_uint_eq(u.keepalive, 30);
 	ck_assert_ptr_null(u.sslmode);
 	ck_assert_int_eq(u.prepare, 1);
 	bus__pg_url_free(&u);
@@ -122,6 +125,16 @@ START_TEST(options)
 	ck_assert_str_eq(u.application_name, "my app");
 	ck_assert_int_eq(u.prepare, 0);
 	bus__pg_url_free(&u);
+
+	u = parse_ok("postgres://u@h/d?read-timeout=0&write_timeout=7&"
+		     "keepalive=86400");
+	ck_assert_uint_eq(u.read_timeout, 0);
+	ck_assert_uint_eq(u.write_timeout, 7);
+	ck_assert_uint_eq(u.keepalive, 86400);
+	bus__pg_url_free(&u);
+	parse_bad("postgres://u:SECRET@h/d?read-timeout=86401",
+		  "read-timeout '86401'");
+	parse_bad("postgres://u:SECRET@h/d?keepalive=-1", "keepalive '-1'");
 
 	u = parse_ok("postgres://u@h/d?table_prefix=&sslmode=disable&"
 		     "connect-timeout=1&prepare=on");
