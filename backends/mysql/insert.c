@@ -553,7 +553,7 @@ int bus__my_insert(bus_store *s, int64_t now, const bus_store_new_job *jobs,
 	if (rc != 0)
 		return rc;
 	struct insert_arg a = { now, jobs, n, results, "" };
-	bus__my_token(a.token);
+	bus__token(a.token);
 	return bus__my_run_checked(s, "inserting jobs", insert_op,
 				   insert_landed, &a);
 }

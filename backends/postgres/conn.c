@@ -515,8 +515,16 @@ static void recover(bus_store *s, int rc)
 
 int bus__pg_run(bus_store *s, const char *what, pg_op_fn fn, void *arg)
 {
+	return bus__pg_run_checked(s, what, fn, NULL, arg);
+}
+
+int bus__pg_run_checked(bus_store *s, const char *what, pg_op_fn fn,
+			pg_op_fn landed, void *arg)
+{
 	struct pg_conn *c = &s->conn;
 	int lock_tries = 1, cycles = 0, reprepared = 0;
+	/* fn lost its connection: whether its write landed is not known. */
+	int in_doubt = 0;
 	for (;;) {
 		int connecting = c->db == NULL, rc = 0;
 		if (connecting)
@@ -524,6 +532,17 @@ int bus__pg_run(bus_store *s, const char *what, pg_op_fn fn, void *arg)
 		if (rc == 0) {
 			connecting = 0;
 			c->lost = 0;
+		}
+		if (rc == 0 && in_doubt && landed != NULL) {
+			rc = landed(s, arg);
+			if (rc == 1)
+				return 0;
+			if (rc == 0)
+				in_doubt = 0;
+		}
+		int ran = 0;
+		if (rc == 0) {
+			ran = 1;
 			rc = fn(s, arg);
 		}
 		if (rc == 0)
@@ -536,6 +555,8 @@ int bus__pg_run(bus_store *s, const char *what, pg_op_fn fn, void *arg)
 		if (rc != PG_ERR_DB)
 			return rc; /* reported, and not the server's */
 		enum fault f = classify(c);
+		if (ran && f == F_CONN)
+			in_doubt = 1;
 		if (connecting) {
 			char buf[200];
 			snprintf(buf, sizeof buf,
@@ -565,6 +586,14 @@ int bus__pg_run(bus_store *s, const char *what, pg_op_fn fn, void *arg)
 			if (c->db != NULL)
 				bus__pg_disconnect(s);
 			continue;
+		}
+		if (in_doubt) {
+			char buf[200];
+			snprintf(buf, sizeof buf,
+				 "%s (the connection was lost; the change "
+				 "may have been applied)",
+				 what);
+			return bus__pg_report(s, c, buf);
 		}
 		return bus__pg_report(s, c, what);
 	}

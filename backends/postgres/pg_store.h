@@ -32,6 +32,7 @@
 #include <stdint.h>
 
 #include "bus/backend.h"
+#include "../token.h"
 
 /* A database error recorded in the connection, not yet reported. */
 #define PG_ERR_DB (-1000)
@@ -123,6 +124,8 @@ enum pg_slot {
 	SL_CANCEL_PENDING,
 	SL_PAUSED,
 	SL_NOW,
+	SL_INSERT_READBACK,
+	SL_CLAIM_READBACK,
 	SL_COUNT
 };
 
@@ -209,6 +212,17 @@ const char *bus__pg_where(const bus_store *s, char *buf, size_t size);
  */
 typedef int (*pg_op_fn)(bus_store *s, void *arg);
 int bus__pg_run(bus_store *s, const char *what, pg_op_fn fn, void *arg);
+/*
+ * The same for a write that may not run twice. A lost connection leaves
+ * it in doubt: its COMMIT (or the Sync that commits a statement on its
+ * own) may have reached the server. fn is then run again only when
+ * landed(s, arg), run on the new connection, says the write did not land.
+ * landed reads back what the write left (by a token fn wrote with it): 1
+ * when it landed, with fn's results filled in from what it read; 0 when
+ * it did not; or PG_ERR_DB / PG_ERR_NOMEM.
+ */
+int bus__pg_run_checked(bus_store *s, const char *what, pg_op_fn fn,
+			pg_op_fn landed, void *arg);
 
 /* Reports a recorded database error of `c` as BUS_EBACKEND. */
 int bus__pg_report(const bus_store *s, const struct pg_conn *c,
