@@ -371,6 +371,11 @@ int bus__pg_connect(bus_store *s)
 	c->lost = 0;
 	c->read_timeout = u->read_timeout;
 	c->write_timeout = u->write_timeout;
+	int rc = bus__pg_session_read(c);
+	if (rc != 0) {
+		bus__pg_disconnect(s);
+		return rc;
+	}
 	return 0;
 }
 
@@ -500,11 +505,15 @@ static void recover(bus_store *s, int rc)
 		return;
 	if ((rc == PG_ERR_DB && classify(c) == F_CONN) ||
 	    PQstatus(c->db) == CONNECTION_BAD) {
+		/* What this session was sent may still commit until the
+		 * server has ended it: the next session makes sure it has. */
+		bus__pg_session_lost(c);
 		bus__pg_disconnect(s);
 		return;
 	}
 	if (PQtransactionStatus(c->db) != PQTRANS_IDLE &&
 	    bus__pg_simple(c, "ROLLBACK") != 0 && c->lost) {
+		bus__pg_session_lost(c);
 		bus__pg_disconnect(s);
 		return;
 	}
@@ -532,6 +541,7 @@ int bus__pg_run_checked(bus_store *s, const char *what, pg_op_fn fn,
 		if (rc == 0) {
 			connecting = 0;
 			c->lost = 0;
+			rc = bus__pg_lost_end(c);
 		}
 		if (rc == 0 && in_doubt && landed != NULL) {
 			rc = landed(s, arg);

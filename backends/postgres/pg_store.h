@@ -4,6 +4,7 @@
  *   url.c      the URL: parse, percent-decode, options
  *   sql.c      statement texts: schema and table names
  *   conn.c     connecting, the statement cache, the retry wrapper
+ *   fence.c    the lost session: remembered, then ended for certain
  *   param.c    binary parameters and arrays; result values; times
  *   row.c      result rows -> bus_job
  *   schema.c   schema_check and migrate (steps from migration/postgres/)
@@ -150,7 +151,28 @@ struct pg_conn {
 	/* A reconnect window passed in vain: calls try once until the
 	 * server answers again. */
 	int unreachable;
+	/* This session's server backend: pid and start time (us since the
+	 * epoch); pid 0 when unknown (behind a pooler). */
+	int backend_pid;
+	int64_t backend_start;
+	/* A lost session not yet known to have ended (pid 0: none). */
+	int lost_pid;
+	int64_t lost_start;
 };
+
+/* ---- fence.c ---- */
+
+/* Reads which backend serves c->db (at connect); PG_ERR_DB. */
+int bus__pg_session_read(struct pg_conn *c);
+/* The connection is being dropped as lost: its session is remembered
+ * (unless an earlier lost one still is) to be ended. */
+void bus__pg_session_lost(struct pg_conn *c);
+/* On a new connection: terminates the lost session while it is still
+ * that session, and waits until it has ended; 0 at once when there is
+ * none; PG_ERR_DB (it would not end, or this connection failed). */
+int bus__pg_lost_end(struct pg_conn *c);
+
+/* ---- conn.c ---- */
 
 /* Forgets what was prepared and frees the texts (the connection stays). */
 void bus__pg_stmts_reset(struct pg_conn *c);
