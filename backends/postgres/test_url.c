@@ -109,6 +109,22 @@ START_TEST(percent_decoding)
 }
 END_TEST
 
+/* The network timeouts (defaults in parts_and_defaults): seconds, 0 for
+ * none. */
+START_TEST(timeouts)
+{
+	struct pg_url u = parse_ok("postgres://u@h/d?read-timeout=0&"
+				   "write_timeout=7&keepalive=86400");
+	ck_assert_uint_eq(u.read_timeout, 0);
+	ck_assert_uint_eq(u.write_timeout, 7);
+	ck_assert_uint_eq(u.keepalive, 86400);
+	bus__pg_url_free(&u);
+	parse_bad("postgres://u:SECRET@h/d?read-timeout=86401",
+		  "read-timeout '86401'");
+	parse_bad("postgres://u:SECRET@h/d?keepalive=-1", "keepalive '-1'");
+}
+END_TEST
+
 START_TEST(options)
 {
 	struct pg_url u = parse_ok(
@@ -125,16 +141,6 @@ START_TEST(options)
 	ck_assert_str_eq(u.application_name, "my app");
 	ck_assert_int_eq(u.prepare, 0);
 	bus__pg_url_free(&u);
-
-	u = parse_ok("postgres://u@h/d?read-timeout=0&write_timeout=7&"
-		     "keepalive=86400");
-	ck_assert_uint_eq(u.read_timeout, 0);
-	ck_assert_uint_eq(u.write_timeout, 7);
-	ck_assert_uint_eq(u.keepalive, 86400);
-	bus__pg_url_free(&u);
-	parse_bad("postgres://u:SECRET@h/d?read-timeout=86401",
-		  "read-timeout '86401'");
-	parse_bad("postgres://u:SECRET@h/d?keepalive=-1", "keepalive '-1'");
 
 	u = parse_ok("postgres://u@h/d?table_prefix=&sslmode=disable&"
 		     "connect-timeout=1&prepare=on");
@@ -199,6 +205,7 @@ int main(void)
 	TCase *tc = tcase_create("url");
 	tcase_add_test(tc, parts_and_defaults);
 	tcase_add_test(tc, percent_decoding);
+	tcase_add_test(tc, timeouts);
 	tcase_add_test(tc, options);
 	tcase_add_test(tc, bad_urls_say_what_is_wrong);
 	suite_add_tcase(s, tc);
