@@ -85,8 +85,24 @@ ALTER TABLE bus_jobs ADD COLUMN IF NOT EXISTS cancel_requested_at timestamptz;
 INSERT INTO bus_schema_version (version, name) VALUES (2, '002_cancel_request')
 	ON CONFLICT (version) DO NOTHING;
 
--- Step 4: the start of an attempt. (There is no step 3 here: it added
--- the MySQL store's idempotency tokens; the numbers follow migration/mysql/.)
+-- Step 3: tokens that make a write readable after a lost connection, so
+-- that the store never runs again a write whose COMMIT may have landed.
+-- insert_token, insert_seq: the insert call that made the row (a random
+-- token per call) and the row's place in that call's batch; claim_token:
+-- the claim call that last took the job. Rows from before this step, and
+-- outbox inserts, have none.
+
+ALTER TABLE bus_jobs
+	ADD COLUMN IF NOT EXISTS insert_token text COLLATE "C",
+	ADD COLUMN IF NOT EXISTS insert_seq integer,
+	ADD COLUMN IF NOT EXISTS claim_token text COLLATE "C";
+CREATE UNIQUE INDEX IF NOT EXISTS bus_jobs_insert_token
+	ON bus_jobs (insert_token, insert_seq) WHERE insert_token IS NOT NULL;
+
+INSERT INTO bus_schema_version (version, name) VALUES (3, '003_tokens')
+	ON CONFLICT (version) DO NOTHING;
+
+-- Step 4: the start of an attempt.
 --
 -- started_at is set, while the job is executing, once its worker is about
 -- to run the handler (store op start), and cleared by the next claim, so

@@ -357,7 +357,7 @@ int bus__my_claim_start(bus_store *s, int64_t now, const char *node,
 		a.limit = a.limit > SIZE_MAX - merged[i].limit
 				  ? SIZE_MAX
 				  : a.limit + merged[i].limit;
-	bus__my_token(a.token);
+	bus__token(a.token);
 	rc = bus__my_run_checked(s, "claiming jobs", claim_op, claim_landed,
 				 &a);
 	free(merged);

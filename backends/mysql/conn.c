@@ -13,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -247,42 +246,6 @@ void bus__my_rollback(struct my_conn *c)
 
 static void sleep_ms(long ms);
 
-/* ---- Tokens ---- */
-
-void bus__my_token(char out[MY_TOKEN_LEN + 1])
-{
-	static const char hex[] = "0123456789abcdef";
-	unsigned char rnd[10];
-	size_t got = 0;
-	while (got < sizeof rnd) {
-		ssize_t r = getrandom(rnd + got, sizeof rnd - got, 0);
-		if (r > 0)
-			got += (size_t)r;
-		else if (errno != EINTR)
-			break;
-	}
-	if (got < sizeof rnd) {
-		/* No kernel randomness: a seed of our own, still unique
-		 * enough beside the time and the address. */
-		static _Thread_local unsigned seed;
-		if (seed == 0)
-			seed = (unsigned)time(NULL) ^ (unsigned)getpid() ^
-			       (unsigned)(uintptr_t)&seed;
-		for (size_t i = got; i < sizeof rnd; i++)
-			rnd[i] = (unsigned char)rand_r(&seed);
-	}
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	uint64_t ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-	for (int i = 11; i >= 0; i--, ms >>= 4)
-		out[i] = hex[ms & 15];
-	for (size_t i = 0; i < sizeof rnd; i++) {
-		out[12 + 2 * i] = hex[rnd[i] >> 4];
-		out[13 + 2 * i] = hex[rnd[i] & 15];
-	}
-	out[MY_TOKEN_LEN] = '\0';
-}
-
 /* ---- Connecting ---- */
 
 const char *bus__my_where(const bus_store *s, char *buf, size_t size)
@@ -389,7 +352,7 @@ static int session_lock(struct my_conn *c)
 {
 	char name[sizeof SESSION_LOCK_PREFIX + MY_TOKEN_LEN];
 	long long got;
-	bus__my_token(c->session_token);
+	bus__token(c->session_token);
 	snprintf(name, sizeof name, SESSION_LOCK_PREFIX "%s", c->session_token);
 	int rc = query_int(c, SL_SESSION_LOCK, lock_get_build, name, &got);
 	if (rc == 0 && got != 1)

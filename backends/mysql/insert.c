@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../landed.h"
 #include "mysql_store.h"
 
 #define COLS                                                                   \
@@ -486,6 +487,22 @@ static int readback(struct my_conn *c, const char *token, int64_t *found,
 	return 0;
 }
 
+/* The upserts of a batch read back, run again (bus__landed_apply). */
+struct rerun_ctx {
+	bus_store *s;
+	int64_t now;
+	const char *token;
+};
+
+static int rerun(void *ctx, const bus_store_new_job *jobs, size_t n,
+		 const int *seqs, bus_enqueue_result *results)
+{
+	struct rerun_ctx *r = ctx;
+	struct my_conn *c = &r->s->conn;
+	struct mark m = { r->token, seqs };
+	return insert_on(&r->s->env, c, 1, r->now, jobs, n, &m, results);
+}
+
 /* After a lost connection: whether the batch committed (1, results
  * filled in), or not (0). */
 static int insert_landed(bus_store *s, void *arg)
@@ -503,42 +520,18 @@ static int insert_landed(bus_store *s, void *arg)
 	}
 	/* Committed. The jobs without a row met an existing unique job:
 	 * their upserts run again, with the same token and places. */
-	size_t n_again = a->n - n_found, k = 0;
-	bus_store_new_job *again = NULL;
-	bus_enqueue_result *again_res = NULL;
-	int *seqs = NULL;
-	if (n_again > 0) {
-		again = calloc(n_again, sizeof *again);
-		again_res = calloc(n_again, sizeof *again_res);
-		seqs = calloc(n_again, sizeof *seqs);
-		if (again == NULL || again_res == NULL || seqs == NULL)
-			rc = MY_ERR_NOMEM;
-	}
-	for (size_t i = 0; rc == 0 && i < a->n; i++) {
-		if (found[i] != 0) {
-			a->results[i].id = found[i];
-			a->results[i].status = BUS_INSERTED;
-		} else if (a->jobs[i].unique_key == NULL) {
-			rc = bus__my_fail(c,
-					  "after a lost connection, job %zu of "
-					  "a batch that committed has no row",
-					  i);
-		} else {
-			again[k] = a->jobs[i];
-			seqs[k++] = (int)i;
-		}
-	}
-	if (rc == 0 && n_again > 0) {
-		struct mark m = { a->token, seqs };
-		rc = insert_on(&s->env, c, 1, a->now, again, n_again, &m,
-			       again_res);
-		for (size_t j = 0; rc == 0 && j < n_again; j++)
-			a->results[seqs[j]] = again_res[j];
-	}
-	free(again);
-	free(again_res);
-	free(seqs);
+	struct rerun_ctx r = { s, a->now, a->token };
+	size_t missing = 0;
+	rc = bus__landed_apply(a->jobs, a->n, found, n_found, a->results,
+			       rerun, &r, &missing);
 	free(found);
+	if (rc == BUS_ENOMEM)
+		return MY_ERR_NOMEM;
+	if (rc == BUS_ESTATE)
+		return bus__my_fail(c,
+				    "after a lost connection, job %zu of a "
+				    "batch that committed has no row",
+				    missing);
 	return rc == 0 ? 1 : rc;
 }
 
@@ -553,7 +546,7 @@ int bus__my_insert(bus_store *s, int64_t now, const bus_store_new_job *jobs,
 	if (rc != 0)
 		return rc;
 	struct insert_arg a = { now, jobs, n, results, "" };
-	bus__my_token(a.token);
+	bus__token(a.token);
 	return bus__my_run_checked(s, "inserting jobs", insert_op,
 				   insert_landed, &a);
 }

@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "bus/backend.h"
+#include "../token.h"
 
 /* A database error recorded in the connection, not yet reported. */
 #define MY_ERR_DB (-1000)
@@ -141,12 +142,8 @@ extern const size_t bus__my_bucket_rows[MY_BUCKETS];
  * largest when none does. */
 int bus__my_bucket(size_t n);
 
-/* A token: 32 lowercase hex digits (128 bits) and a NUL. */
-#define MY_TOKEN_LEN 32
-/* A fresh token: the time in milliseconds (12 digits, so that tokens
- * made one after another sort together in an index), then 80 random
- * bits. */
-void bus__my_token(char out[MY_TOKEN_LEN + 1]);
+/* Tokens (../token.h). */
+#define MY_TOKEN_LEN BUS_TOKEN_LEN
 
 /* One connection and the statements prepared on it. */
 struct my_conn {

@@ -17,10 +17,21 @@
  * RETURNING gives no order: the rows are sorted here in claim order (the
  * queues in the order asked, then priority, scheduled_at, id), which the
  * worker relies on.
+ *
+ * A claim whose commit may have landed on a lost connection is read back,
+ * never run again blindly (that would leave the jobs it took executing
+ * with nobody running them, until their lease ran out and an attempt was
+ * spent): each call draws a claim token, which the UPDATE writes. After
+ * the retry wrapper has ended the lost session, claim_landed reads the
+ * jobs that hold the token, executing for this node, with a lease the
+ * claim can have set (found through the jobs_lease index: the claim ran
+ * at most as long ago as it was first sent, by the server's clock): they
+ * are the claim's result. None: it did not commit, and it runs again.
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "pg_store.h"
 
@@ -31,7 +42,7 @@ static const char claim_sql[] =
 	"UPDATE bus_jobs j SET state = 2, attempt = j.attempt + 1, "
 	"attempted_at = n.now, attempted_by = $4::text, "
 	"lease_until = n.now + $5::int8 * interval '1 microsecond', "
-	"finished_at = NULL, "
+	"claim_token = $7::text, finished_at = NULL, "
 	/* claim_start: the jobs of the queues in $6 are started too (a job
 	 * claimed from a queue is of that queue) */
 	"started_at = CASE WHEN j.queue = ANY ($6::text[]) THEN n.now END, "
@@ -48,6 +59,22 @@ static const char claim_sql[] =
 	"FOR UPDATE SKIP LOCKED) d)) "
 	"RETURNING " PG_JOB_COLS;
 
+/* $3: the claim's time when the core gave one; else the server's clock,
+ * less $4 us (how long ago the claim was first sent, and a margin). */
+#define LEASE_FROM(t)                                                          \
+	"COALESCE($3::timestamptz, " t ") + $5::int8 * interval '1 microsecond'"
+static const char readback_sql[] =
+	"SELECT " PG_JOB_COLS " FROM bus_jobs WHERE state = 2 "
+	"AND lease_until >= " LEASE_FROM(
+		"now() - $4::int8 * interval '1 microsecond'") " "
+	"AND lease_until <= " LEASE_FROM("now()") " "
+	"AND claim_token = $1::text AND attempted_by = $2::text";
+
+/* The slack, beyond the time since the claim was sent, allowed between
+ * the claim's now() and the readback's (a statement's time is taken when
+ * it starts). */
+#define READBACK_MARGIN_US INT64_C(1000000)
+
 const char *bus__pg_claim_sql(void)
 {
 	return claim_sql;
@@ -59,9 +86,20 @@ struct claim_arg {
 	const bus_store_claim *queues; /* no queue twice */
 	const unsigned char *start;    /* per queue (claim_start), or NULL */
 	size_t n_queues;
+	size_t limit; /* the limits added up */
 	bus_job *rows;
 	size_t n;
+	char token[BUS_TOKEN_LEN + 1];
+	/* When the claim was first sent (monotonic us; 0: not yet). */
+	int64_t sent_us;
 };
+
+static int64_t monotonic_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
 
 /* For sorting: the queue's place in the claim, then the index's order
  * (qsort has no argument for it). */
@@ -97,7 +135,7 @@ static int claim_op(bus_store *s, void *arg)
 	a->n = 0;
 	struct pg_params p;
 	struct pg_array names, limits, started;
-	int rc = bus__pg_params_init(&p, 6);
+	int rc = bus__pg_params_init(&p, 7);
 	if (rc != 0)
 		return rc;
 	bus__pg_array_init(&names, PG_TEXT);
@@ -118,6 +156,9 @@ static int claim_op(bus_store *s, void *arg)
 	bus__pg_p_text(&p, a->node);
 	bus__pg_p_int8(&p, a->lease_us);
 	bus__pg_p_array(&p, &started);
+	bus__pg_p_text(&p, a->token);
+	if (a->sent_us == 0)
+		a->sent_us = monotonic_us();
 	PGresult *r = NULL;
 	rc = bus__pg_exec(c, SL_CLAIM, claim_sql, &p, &r);
 	bus__pg_params_free(&p);
@@ -131,6 +172,53 @@ static int claim_op(bus_store *s, void *arg)
 		sort_arg = NULL;
 	}
 	return rc;
+}
+
+/* After a lost connection: the jobs the claim took, if it committed. */
+static int claim_landed(bus_store *s, void *arg)
+{
+	struct claim_arg *a = arg;
+	struct pg_conn *c = &s->conn;
+	if (a->sent_us == 0)
+		return 0; /* never sent */
+	struct pg_params p;
+	int rc = bus__pg_params_init(&p, 5);
+	if (rc != 0)
+		return rc;
+	bus__pg_p_text(&p, a->token);
+	bus__pg_p_text(&p, a->node);
+	bus__pg_p_time(&p, a->now);
+	bus__pg_p_int8(&p, monotonic_us() - a->sent_us + READBACK_MARGIN_US);
+	bus__pg_p_int8(&p, a->lease_us);
+	PGresult *r = NULL;
+	rc = bus__pg_exec(c, SL_CLAIM_READBACK, readback_sql, &p, &r);
+	bus__pg_params_free(&p);
+	if (rc != 0)
+		return rc;
+	bus_job *rows = NULL;
+	size_t n = 0;
+	rc = bus__pg_rows_read(c, r, 0, &rows, &n);
+	PQclear(r);
+	if (rc == 0 && n > a->limit) {
+		bus__pg_rows_free(rows, n);
+		return bus__pg_fail(c, "a claim read back %zu jobs, more than "
+				       "its limit of %zu", n, a->limit);
+	}
+	if (rc != 0 || n == 0)
+		return rc;
+	if (n > 1) {
+		sort_arg = a;
+		qsort(rows, n, sizeof *rows, claim_order);
+		sort_arg = NULL;
+	}
+	if (s->env.log != NULL)
+		s->env.log(s->env.log_udata, BUS_LOG_WARN,
+			   "postgres store: a claim of %zu jobs committed "
+			   "before the connection was lost; read back",
+			   n);
+	a->rows = rows;
+	a->n = n;
+	return 1;
 }
 
 /* The queues with each named once (its limits added up, which claims
@@ -204,12 +292,24 @@ int bus__pg_claim_start(bus_store *s, int64_t now, const char *node,
 		free(merged_start);
 		return rc;
 	}
-	struct claim_arg a = { now,	 lease_us,
-			       node,	 merged,
+	struct claim_arg a = { now,
+			       lease_us,
+			       node,
+			       merged,
 			       start != NULL ? merged_start : NULL,
-			       n_merged, NULL,
+			       n_merged,
+			       0,
+			       NULL,
+			       0,
+			       "",
 			       0 };
-	rc = bus__pg_run(s, "claiming jobs", claim_op, &a);
+	for (size_t i = 0; i < n_merged; i++)
+		a.limit = a.limit > SIZE_MAX - merged[i].limit
+				  ? SIZE_MAX
+				  : a.limit + merged[i].limit;
+	bus__token(a.token);
+	rc = bus__pg_run_checked(s, "claiming jobs", claim_op, claim_landed,
+				 &a);
 	free(merged);
 	free(merged_start);
 	if (rc == 0) {

@@ -2,8 +2,15 @@
  * The connection: connecting with the URL's settings, the cache of
  * prepared statements, and the wrapper that runs each operation through
  * deadlocks, serialization failures and lost connections.
+ *
+ * Every statement goes through libpq's asynchronous calls (PQsend*, then
+ * PQflush, PQconsumeInput and PQisBusy under poll with a deadline): the
+ * blocking ones (PQexec and its kin) would wait forever on a network that
+ * stops passing packets, as libpq has no read timeout of its own. A
+ * timeout is a lost connection.
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -80,6 +87,111 @@ void bus__pg_stmts_reset(struct pg_conn *c)
 	}
 }
 
+static int64_t monotonic_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The connection is treated as lost: `what` did not happen in time. */
+static int timed_out(struct pg_conn *c, const char *what, const char *option,
+		     unsigned s)
+{
+	c->lost = 1;
+	char msg[200];
+	snprintf(msg, sizeof msg,
+		 "%s within %s %u s: the connection is treated as lost", what,
+		 option, s);
+	return record(c, "08006", msg);
+}
+
+static int lost_now(struct pg_conn *c)
+{
+	c->lost = 1;
+	return bus__pg_db_fail(c, NULL);
+}
+
+/* Waits until c->db's socket is ready for `events` or the deadline (-1:
+ * none) has passed: 1 ready, 0 timed out, -1 failed. */
+static int wait_socket(struct pg_conn *c, short events, int64_t deadline)
+{
+	int fd = PQsocket(c->db);
+	if (fd < 0)
+		return -1;
+	for (;;) {
+		int left = -1;
+		if (deadline >= 0) {
+			int64_t l = deadline - monotonic_ms();
+			if (l <= 0)
+				return 0;
+			left = l > 1000000 ? 1000000 : (int)l;
+		}
+		struct pollfd p = { fd, events, 0 };
+		int r = poll(&p, 1, left);
+		if (r > 0)
+			return 1;
+		if (r < 0 && errno != EINTR)
+			return -1;
+	}
+}
+
+static int64_t deadline_of(unsigned s)
+{
+	return s > 0 ? monotonic_ms() + (int64_t)s * 1000 : -1;
+}
+
+int bus__pg_reply(struct pg_conn *c, PGresult **out)
+{
+	*out = NULL;
+	/* What the call queued, sent; the reply read meanwhile, so that a
+	 * server blocked on sending it cannot block us (libpq's advice). */
+	int64_t deadline = deadline_of(c->write_timeout);
+	for (;;) {
+		int f = PQflush(c->db);
+		if (f == 0)
+			break;
+		if (f < 0)
+			return lost_now(c);
+		int w = wait_socket(c, POLLOUT | POLLIN, deadline);
+		if (w == 0)
+			return timed_out(c, "the statement could not be sent",
+					 "write-timeout", c->write_timeout);
+		if (w < 0 || PQconsumeInput(c->db) == 0)
+			return lost_now(c);
+	}
+	deadline = deadline_of(c->read_timeout);
+	PGresult *kept = NULL;
+	for (;;) {
+		while (!PQisBusy(c->db)) {
+			PGresult *r = PQgetResult(c->db);
+			if (r == NULL) {
+				*out = kept;
+				return 0;
+			}
+			/* The first error is the one to tell; otherwise the
+			 * last result (as PQexec does). */
+			if (kept != NULL &&
+			    PQresultStatus(kept) == PGRES_FATAL_ERROR) {
+				PQclear(r);
+				continue;
+			}
+			PQclear(kept);
+			kept = r;
+		}
+		int w = wait_socket(c, POLLIN, deadline);
+		if (w == 0) {
+			PQclear(kept);
+			return timed_out(c, "no reply from the server",
+					 "read-timeout", c->read_timeout);
+		}
+		if (w < 0 || PQconsumeInput(c->db) == 0) {
+			PQclear(kept);
+			return lost_now(c);
+		}
+	}
+}
+
 /* Checks a result: rows or a command tag is success. */
 static int result_ok(struct pg_conn *c, PGresult *res, PGresult **out)
 {
@@ -115,21 +227,29 @@ int bus__pg_exec(struct pg_conn *c, int slot, const char *sql,
 	const char *const *val = p ? p->val : NULL;
 	const int *len = p ? p->len : NULL, *fmt = p ? p->fmt : NULL;
 	PGresult *res;
+	int rc;
 	if (!c->prepare) {
-		res = PQexecParams(c->db, c->text[slot], n, NULL, val, len, fmt,
-				   1);
+		if (!PQsendQueryParams(c->db, c->text[slot], n, NULL, val, len,
+				       fmt, 1))
+			return bus__pg_db_fail(c, NULL);
+		if ((rc = bus__pg_reply(c, &res)) != 0)
+			return rc;
 		return result_ok(c, res, out);
 	}
 	char name[16];
 	snprintf(name, sizeof name, "bus_%d", slot);
 	if (!c->prepared[slot]) {
-		res = PQprepare(c->db, name, c->text[slot], 0, NULL);
-		int rc = result_ok(c, res, NULL);
-		if (rc != 0)
+		if (!PQsendPrepare(c->db, name, c->text[slot], 0, NULL))
+			return bus__pg_db_fail(c, NULL);
+		if ((rc = bus__pg_reply(c, &res)) != 0 ||
+		    (rc = result_ok(c, res, NULL)) != 0)
 			return rc;
 		c->prepared[slot] = 1;
 	}
-	res = PQexecPrepared(c->db, name, n, val, len, fmt, 1);
+	if (!PQsendQueryPrepared(c->db, name, n, val, len, fmt, 1))
+		return bus__pg_db_fail(c, NULL);
+	if ((rc = bus__pg_reply(c, &res)) != 0)
+		return rc;
 	return result_ok(c, res, out);
 }
 
@@ -137,7 +257,11 @@ int bus__pg_simple(struct pg_conn *c, const char *sql)
 {
 	if (c->db == NULL)
 		return bus__pg_db_fail(c, NULL);
-	return result_ok(c, PQexec(c->db, sql), NULL);
+	if (!PQsendQuery(c->db, sql))
+		return bus__pg_db_fail(c, NULL);
+	PGresult *res;
+	int rc = bus__pg_reply(c, &res);
+	return rc != 0 ? rc : result_ok(c, res, NULL);
 }
 
 /* ---- Transactions ---- */
@@ -159,7 +283,7 @@ int bus__pg_commit(struct pg_conn *c)
 void bus__pg_rollback(struct pg_conn *c)
 {
 	if (c->db != NULL && c->in_tx)
-		PQclear(PQexec(c->db, "ROLLBACK"));
+		bus__pg_simple(c, "ROLLBACK");
 	c->in_tx = 0;
 }
 
@@ -185,10 +309,17 @@ int bus__pg_connect(bus_store *s)
 	struct pg_conn *c = &s->conn;
 	const struct pg_url *u = &s->url;
 	bus__pg_disconnect(s);
-	char port[8], timeout[16];
+	char port[8], timeout[16], idle[16], intvl[16];
 	snprintf(port, sizeof port, "%u", u->port);
 	snprintf(timeout, sizeof timeout, "%u", u->connect_timeout);
-	const char *keys[16], *vals[16];
+	/* TCP keepalive probes after `keepalive` s of silence, every third
+	 * of it (at least 1 s), 3 unanswered ending the connection: a peer
+	 * that vanished without a reset is noticed even by a session that
+	 * waits for nothing (a listener). */
+	snprintf(idle, sizeof idle, "%u", u->keepalive);
+	snprintf(intvl, sizeof intvl, "%u",
+		 u->keepalive / 3 > 0 ? u->keepalive / 3 : 1);
+	const char *keys[24], *vals[24];
 	int k = 0;
 #define KV(key, val)                                                           \
 	do {                                                                   \
@@ -210,6 +341,12 @@ int bus__pg_connect(bus_store *s)
 	KV("application_name",
 	   u->application_name ? u->application_name : "libbus");
 	KV("client_encoding", "UTF8");
+	KV("keepalives", u->keepalive > 0 ? "1" : "0");
+	if (u->keepalive > 0) {
+		KV("keepalives_idle", idle);
+		KV("keepalives_interval", intvl);
+		KV("keepalives_count", "3");
+	}
 #undef KV
 	keys[k] = vals[k] = NULL;
 	PGconn *db = PQconnectdbParams(keys, vals, 0);
@@ -223,8 +360,22 @@ int bus__pg_connect(bus_store *s)
 	/* Server notices (IF NOT EXISTS skipped, ...) are not errors, and
 	 * libpq would print them on stderr. */
 	PQsetNoticeProcessor(db, notice_drop, NULL);
+	/* Sends never block (bus__pg_reply waits for them under its
+	 * deadline), nor does the goodbye PQfinish sends on a dead link. */
+	if (PQsetnonblocking(db, 1) != 0) {
+		record(c, "08001", PQerrorMessage(db));
+		PQfinish(db);
+		return PG_ERR_DB;
+	}
 	c->db = db;
 	c->lost = 0;
+	c->read_timeout = u->read_timeout;
+	c->write_timeout = u->write_timeout;
+	int rc = bus__pg_session_read(c);
+	if (rc != 0) {
+		bus__pg_disconnect(s);
+		return rc;
+	}
 	return 0;
 }
 
@@ -305,23 +456,43 @@ int bus__pg_report(const bus_store *s, const struct pg_conn *c,
 			    what, c->err_msg, c->sqlstate);
 }
 
+/* Whether a failed connection attempt may succeed if tried again (not a
+ * refused password or a missing database). */
+static int connect_transient(const struct pg_conn *c)
+{
+	return strcmp(c->sqlstate, "08001") == 0 &&
+	       strstr(c->err_msg, "authentication") == NULL &&
+	       strstr(c->err_msg, "does not exist") == NULL;
+}
+
 /* Connects, trying again for a few seconds while the server cannot be
- * reached (a restart, a fail-over). */
+ * reached (a restart, a fail-over). No attempt starts after the pauses'
+ * total has passed, so that an unreachable server (each attempt waiting
+ * up to connect-timeout) ends the call in bounded time; once a window has
+ * passed in vain, calls try once until the server answers again. */
 static int reconnect(bus_store *s)
 {
 	int rc = PG_ERR_DB;
+	if (s->conn.unreachable) {
+		rc = bus__pg_connect(s);
+		if (rc == 0)
+			s->conn.unreachable = 0;
+		return rc;
+	}
+	long window = 0;
+	for (size_t i = 0; i < sizeof reconnect_ms / sizeof *reconnect_ms; i++)
+		window += reconnect_ms[i];
+	int64_t start = monotonic_ms();
 	for (size_t i = 0; i < sizeof reconnect_ms / sizeof *reconnect_ms;
 	     i++) {
+		if (i > 0 && monotonic_ms() - start >= window)
+			break;
 		sleep_ms(reconnect_ms[i]);
 		rc = bus__pg_connect(s);
-		if (rc != PG_ERR_DB)
-			return rc;
-		/* A refused password or a missing database stays so. */
-		if (strcmp(s->conn.sqlstate, "08001") != 0 ||
-		    strstr(s->conn.err_msg, "authentication") != NULL ||
-		    strstr(s->conn.err_msg, "does not exist") != NULL)
+		if (rc != PG_ERR_DB || !connect_transient(&s->conn))
 			return rc;
 	}
+	s->conn.unreachable = 1;
 	return rc;
 }
 
@@ -334,11 +505,18 @@ static void recover(bus_store *s, int rc)
 		return;
 	if ((rc == PG_ERR_DB && classify(c) == F_CONN) ||
 	    PQstatus(c->db) == CONNECTION_BAD) {
+		/* What this session was sent may still commit until the
+		 * server has ended it: the next session makes sure it has. */
+		bus__pg_session_lost(c);
 		bus__pg_disconnect(s);
 		return;
 	}
-	if (PQtransactionStatus(c->db) != PQTRANS_IDLE)
-		PQclear(PQexec(c->db, "ROLLBACK"));
+	if (PQtransactionStatus(c->db) != PQTRANS_IDLE &&
+	    bus__pg_simple(c, "ROLLBACK") != 0 && c->lost) {
+		bus__pg_session_lost(c);
+		bus__pg_disconnect(s);
+		return;
+	}
 	c->in_tx = 0;
 	if (PQtransactionStatus(c->db) != PQTRANS_IDLE)
 		bus__pg_disconnect(s);
@@ -346,8 +524,16 @@ static void recover(bus_store *s, int rc)
 
 int bus__pg_run(bus_store *s, const char *what, pg_op_fn fn, void *arg)
 {
+	return bus__pg_run_checked(s, what, fn, NULL, arg);
+}
+
+int bus__pg_run_checked(bus_store *s, const char *what, pg_op_fn fn,
+			pg_op_fn landed, void *arg)
+{
 	struct pg_conn *c = &s->conn;
 	int lock_tries = 1, cycles = 0, reprepared = 0;
+	/* fn lost its connection: whether its write landed is not known. */
+	int in_doubt = 0;
 	for (;;) {
 		int connecting = c->db == NULL, rc = 0;
 		if (connecting)
@@ -355,6 +541,18 @@ int bus__pg_run(bus_store *s, const char *what, pg_op_fn fn, void *arg)
 		if (rc == 0) {
 			connecting = 0;
 			c->lost = 0;
+			rc = bus__pg_lost_end(c);
+		}
+		if (rc == 0 && in_doubt && landed != NULL) {
+			rc = landed(s, arg);
+			if (rc == 1)
+				return 0;
+			if (rc == 0)
+				in_doubt = 0;
+		}
+		int ran = 0;
+		if (rc == 0) {
+			ran = 1;
 			rc = fn(s, arg);
 		}
 		if (rc == 0)
@@ -367,6 +565,8 @@ int bus__pg_run(bus_store *s, const char *what, pg_op_fn fn, void *arg)
 		if (rc != PG_ERR_DB)
 			return rc; /* reported, and not the server's */
 		enum fault f = classify(c);
+		if (ran && f == F_CONN)
+			in_doubt = 1;
 		if (connecting) {
 			char buf[200];
 			snprintf(buf, sizeof buf,
@@ -382,8 +582,10 @@ int bus__pg_run(bus_store *s, const char *what, pg_op_fn fn, void *arg)
 		}
 		if (f == F_REPREPARE && !reprepared) {
 			reprepared = 1;
-			if (c->db != NULL)
-				PQclear(PQexec(c->db, "DEALLOCATE ALL"));
+			if (c->db != NULL &&
+			    bus__pg_simple(c, "DEALLOCATE ALL") != 0 &&
+			    c->lost)
+				bus__pg_disconnect(s);
 			bus__pg_stmts_reset(c);
 			continue;
 		}
@@ -394,6 +596,14 @@ int bus__pg_run(bus_store *s, const char *what, pg_op_fn fn, void *arg)
 			if (c->db != NULL)
 				bus__pg_disconnect(s);
 			continue;
+		}
+		if (in_doubt) {
+			char buf[200];
+			snprintf(buf, sizeof buf,
+				 "%s (the connection was lost; the change "
+				 "may have been applied)",
+				 what);
+			return bus__pg_report(s, c, buf);
 		}
 		return bus__pg_report(s, c, what);
 	}

@@ -20,10 +20,21 @@
  *
  * Batch order is kept: ids grow in the order of the jobs, and a later job
  * of a batch sees the earlier ones.
+ *
+ * A lost connection must not insert a batch twice: each call draws an
+ * insert token, and each row it inserts carries it with the row's place
+ * in the batch (insert_token, insert_seq: a unique index). After a lost
+ * connection the retry wrapper ends the lost session and asks
+ * insert_landed: rows with the token mean the batch committed (it is one
+ * transaction, or one statement), and their ids are the results; the
+ * jobs of the batch without a row are unique jobs that met an existing
+ * one, whose upserts are run again (they change nothing twice). No row
+ * means it did not commit, and it runs again.
  */
 #include <stdlib.h>
 #include <string.h>
 
+#include "../landed.h"
 #include "pg_store.h"
 
 /* A run of jobs without keys: at most this many in one statement, to
@@ -34,7 +45,8 @@
 
 #define COLS                                                                   \
 	"inserted_at, scheduled_at, state, kind, handler, queue, priority, "   \
-	"payload, meta, tags, max_attempts, timeout_ms, unique_states"
+	"payload, meta, tags, max_attempts, timeout_ms, unique_states, "       \
+	"insert_token, insert_seq"
 #define NOW_FROM "FROM (SELECT COALESCE($1::timestamptz, now()) AS now) n "
 #define US " * interval '1 microsecond'"
 
@@ -54,12 +66,14 @@ static const char insert_sql[] =
 	NOTIFY_HEAD "INSERT INTO bus_jobs (" COLS ") "
 	"SELECT n.now, a.at, CASE WHEN a.at <= n.now THEN 0 ELSE 1 END, "
 	"r.kind, r.handler, r.queue, r.priority, r.payload, r.meta, r.tags, "
-	"r.max_attempts, r.timeout_ms, r.unique_states " NOW_FROM
+	"r.max_attempts, r.timeout_ms, r.unique_states, $16::text, "
+	"CASE WHEN $16::text IS NOT NULL THEN r.seq END " NOW_FROM
 	"CROSS JOIN unnest($2::text[], $3::text[], $4::text[], $5::int4[], "
 	"$6::json[], $7::json[], $8::json[], $9::int4[], $10::int8[], "
-	"$11::int2[], $12::timestamptz[], $13::int8[]) WITH ORDINALITY "
+	"$11::int2[], $12::timestamptz[], $13::int8[], $15::int4[]) "
+	"WITH ORDINALITY "
 	"AS r(kind, handler, queue, priority, payload, meta, tags, "
-	"max_attempts, timeout_ms, unique_states, sched, delay, ord) "
+	"max_attempts, timeout_ms, unique_states, sched, delay, seq, ord) "
 	"CROSS JOIN LATERAL (SELECT COALESCE(r.sched, n.now + r.delay" US
 	") AS at) a "
 	"ORDER BY r.ord RETURNING id, queue, state" NOTIFY_TAIL("$14",
@@ -80,6 +94,7 @@ static const char upsert_sql[] =
 	NOTIFY_HEAD "INSERT INTO bus_jobs AS j (" COLS ", unique_key) "
 	"SELECT n.now, a.at, a.st, $2::text, $3::text, $4::text, $5::int4, "
 	"$6::json, $7::json, $8::json, $9::int4, $10::int8, $11::int4, "
+	"$25::text, $26::int4, "
 	"CASE WHEN ($11::int4 >> a.st) & 1 = 1 THEN $14::text END " NOW_FROM
 	"CROSS JOIN LATERAL (SELECT COALESCE($12::timestamptz, "
 	"n.now + $13::int8" US ") AS at) a0 "
@@ -101,6 +116,9 @@ static const char upsert_sql[] =
 
 static const char unique_id_sql[] =
 	"SELECT id FROM bus_jobs WHERE unique_key = $1::text";
+
+static const char readback_sql[] =
+	"SELECT insert_seq, id FROM bus_jobs WHERE insert_token = $1::text";
 
 /* The replace fields, in the order of the masks $15.. in upsert_sql. */
 static const unsigned replace_fields[8] = {
@@ -181,20 +199,35 @@ static int cmp_id(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+/* What the rows of one call are marked with: its token (NULL: none, in
+ * the outbox) and each job's place in the batch as first given
+ * (seqs[i], or i when seqs is NULL). */
+struct mark {
+	const char *token;
+	const int *seqs;
+};
+
+static int seq_of(const struct mark *m, size_t i)
+{
+	return m->seqs != NULL ? m->seqs[i] : (int)i;
+}
+
+/* jobs[0..n) are the batch's jobs from place `first` on. */
 static int insert_run(struct pg_conn *c, int64_t now,
 		      const bus_store_new_job *jobs, size_t n,
+		      const struct mark *m, size_t first,
 		      bus_enqueue_result *results)
 {
 	struct pg_params p;
-	struct pg_array a[12];
-	static const uint32_t oids[12] = {
-		PG_TEXT, PG_TEXT, PG_TEXT, PG_INT4, PG_JSON, PG_JSON,
-		PG_JSON, PG_INT4, PG_INT8, PG_INT2, PG_TIMESTAMPTZ, PG_INT8,
+	struct pg_array a[13];
+	static const uint32_t oids[13] = {
+		PG_TEXT, PG_TEXT, PG_TEXT, PG_INT4, PG_JSON, PG_JSON, PG_JSON,
+		PG_INT4, PG_INT8, PG_INT2, PG_TIMESTAMPTZ, PG_INT8, PG_INT4,
 	};
-	int rc = bus__pg_params_init(&p, 14);
+	int rc = bus__pg_params_init(&p, 16);
 	if (rc != 0)
 		return rc;
-	for (int k = 0; k < 12; k++)
+	for (int k = 0; k < 13; k++)
 		bus__pg_array_init(&a[k], oids[k]);
 	for (size_t i = 0; i < n; i++) {
 		const bus_store_new_job *j = &jobs[i];
@@ -210,11 +243,14 @@ static int insert_run(struct pg_conn *c, int64_t now,
 		bus__pg_a_int2(&a[9], (int16_t)(j->unique_states & 0x7f));
 		bus__pg_a_time(&a[10], j->scheduled_at);
 		bus__pg_a_int8(&a[11], j->delay_us);
+		bus__pg_a_int4(&a[12], seq_of(m, first + i));
 	}
 	bus__pg_p_time(&p, now);
 	for (int k = 0; k < 12; k++)
 		bus__pg_p_array(&p, &a[k]);
 	bus__pg_p_text(&p, c->notify);
+	bus__pg_p_array(&p, &a[12]);
+	bus__pg_p_text(&p, m->token);
 	PGresult *r = NULL;
 	rc = bus__pg_exec(c, SL_INSERT, insert_sql, &p, &r);
 	bus__pg_params_free(&p);
@@ -271,11 +307,11 @@ static int unique_id(struct pg_conn *c, const char *key, int64_t *id)
 }
 
 static int upsert_once(struct pg_conn *c, int64_t now,
-		       const bus_store_new_job *j, bus_enqueue_result *res,
-		       int *returned)
+		       const bus_store_new_job *j, const struct mark *m,
+		       size_t i, bus_enqueue_result *res, int *returned)
 {
 	struct pg_params p;
-	int rc = bus__pg_params_init(&p, 24);
+	int rc = bus__pg_params_init(&p, 26);
 	if (rc != 0)
 		return rc;
 	bus__pg_p_time(&p, now);
@@ -295,12 +331,17 @@ static int upsert_once(struct pg_conn *c, int64_t now,
 	unsigned any = 0;
 	for (size_t f = 0; f < sizeof replace_fields / sizeof *replace_fields;
 	     f++) {
-		unsigned m = field_mask(j->replace, replace_fields[f]);
-		bus__pg_p_int4(&p, (int32_t)m);
-		any |= m;
+		unsigned mask = field_mask(j->replace, replace_fields[f]);
+		bus__pg_p_int4(&p, (int32_t)mask);
+		any |= mask;
 	}
 	bus__pg_p_int4(&p, (int32_t)any);
 	bus__pg_p_text(&p, c->notify);
+	bus__pg_p_text(&p, m->token);
+	if (m->token != NULL)
+		bus__pg_p_int4(&p, seq_of(m, i));
+	else
+		bus__pg_p_text(&p, NULL);
 	PGresult *r = NULL;
 	rc = bus__pg_exec(c, SL_UPSERT, upsert_sql, &p, &r);
 	bus__pg_params_free(&p);
@@ -317,11 +358,11 @@ static int upsert_once(struct pg_conn *c, int64_t now,
 }
 
 static int upsert(struct pg_conn *c, int64_t now, const bus_store_new_job *j,
-		  bus_enqueue_result *res)
+		  const struct mark *m, size_t i, bus_enqueue_result *res)
 {
 	for (int tries = 0; tries < UPSERT_TRIES; tries++) {
 		int returned = 0;
-		int rc = upsert_once(c, now, j, res, &returned);
+		int rc = upsert_once(c, now, j, m, i, res, &returned);
 		if (rc != 0 || returned)
 			return rc;
 		int64_t id = 0;
@@ -350,7 +391,7 @@ static size_t run_len(const bus_store_new_job *jobs, size_t n)
  * more than one statement. */
 static int insert_on(struct pg_conn *c, int own_tx, int64_t now,
 		     const bus_store_new_job *jobs, size_t n,
-		     bus_enqueue_result *results)
+		     const struct mark *m, bus_enqueue_result *results)
 {
 	size_t first = run_len(jobs, n);
 	int single = first == n || (first == 0 && n == 1);
@@ -360,10 +401,10 @@ static int insert_on(struct pg_conn *c, int own_tx, int64_t now,
 	for (size_t i = 0; rc == 0 && i < n;) {
 		size_t k = run_len(jobs + i, n - i);
 		if (k > 0) {
-			rc = insert_run(c, now, jobs + i, k, results + i);
+			rc = insert_run(c, now, jobs + i, k, m, i, results + i);
 			i += k;
 		} else {
-			rc = upsert(c, now, &jobs[i], &results[i]);
+			rc = upsert(c, now, &jobs[i], m, i, &results[i]);
 			i++;
 		}
 	}
@@ -377,12 +418,91 @@ struct insert_arg {
 	const bus_store_new_job *jobs;
 	size_t n;
 	bus_enqueue_result *results;
+	char token[BUS_TOKEN_LEN + 1];
 };
 
 static int insert_op(bus_store *s, void *arg)
 {
 	struct insert_arg *a = arg;
-	return insert_on(&s->conn, 1, a->now, a->jobs, a->n, a->results);
+	struct mark m = { a->token, NULL };
+	return insert_on(&s->conn, 1, a->now, a->jobs, a->n, &m, a->results);
+}
+
+/* Reads (insert_seq, id) of the rows with the call's token into
+ * found[seq] (0: no row). */
+static int readback(struct pg_conn *c, const char *token, int64_t *found,
+		    size_t n, size_t *n_found)
+{
+	struct pg_params p;
+	*n_found = 0;
+	int rc = bus__pg_params_init(&p, 1);
+	if (rc != 0)
+		return rc;
+	bus__pg_p_text(&p, token);
+	PGresult *r = NULL;
+	rc = bus__pg_exec(c, SL_INSERT_READBACK, readback_sql, &p, &r);
+	bus__pg_params_free(&p);
+	if (rc != 0)
+		return rc;
+	for (int row = 0; row < PQntuples(r); row++) {
+		int64_t seq = bus__pg_get_int(r, row, 0);
+		int64_t id = bus__pg_get_int(r, row, 1);
+		if (seq < 0 || (uint64_t)seq >= n || id <= 0)
+			continue; /* not ours to know: ignored */
+		if (found[seq] == 0)
+			(*n_found)++;
+		found[seq] = id;
+	}
+	PQclear(r);
+	return 0;
+}
+
+/* The upserts of a batch read back, run again (bus__landed_apply). */
+struct rerun_ctx {
+	bus_store *s;
+	int64_t now;
+	const char *token;
+};
+
+static int rerun(void *ctx, const bus_store_new_job *jobs, size_t n,
+		 const int *seqs, bus_enqueue_result *results)
+{
+	struct rerun_ctx *r = ctx;
+	struct pg_conn *c = &r->s->conn;
+	struct mark m = { r->token, seqs };
+	return insert_on(c, 1, r->now, jobs, n, &m, results);
+}
+
+/* After a lost connection: whether the batch committed (1, results
+ * filled in), or not (0). */
+static int insert_landed(bus_store *s, void *arg)
+{
+	struct insert_arg *a = arg;
+	struct pg_conn *c = &s->conn;
+	int64_t *found = calloc(a->n, sizeof *found);
+	if (found == NULL)
+		return PG_ERR_NOMEM;
+	size_t n_found = 0;
+	int rc = readback(c, a->token, found, a->n, &n_found);
+	if (rc != 0 || n_found == 0) {
+		free(found);
+		return rc;
+	}
+	/* Committed. The jobs without a row met an existing unique job:
+	 * their upserts run again, with the same token and places. */
+	struct rerun_ctx r = { s, a->now, a->token };
+	size_t missing = 0;
+	rc = bus__landed_apply(a->jobs, a->n, found, n_found, a->results,
+			       rerun, &r, &missing);
+	free(found);
+	if (rc == BUS_ENOMEM)
+		return PG_ERR_NOMEM;
+	if (rc == BUS_ESTATE)
+		return bus__pg_fail(c,
+				    "after a lost connection, job %zu of a "
+				    "batch that committed has no row",
+				    missing);
+	return rc == 0 ? 1 : rc;
 }
 
 int bus__pg_insert(bus_store *s, int64_t now, const bus_store_new_job *jobs,
@@ -395,8 +515,10 @@ int bus__pg_insert(bus_store *s, int64_t now, const bus_store_new_job *jobs,
 		rc = batch_check(&s->env, now, jobs, n, results);
 	if (rc != 0)
 		return rc;
-	struct insert_arg a = { now, jobs, n, results };
-	return bus__pg_run(s, "inserting jobs", insert_op, &a);
+	struct insert_arg a = { now, jobs, n, results, "" };
+	bus__token(a.token);
+	return bus__pg_run_checked(s, "inserting jobs", insert_op,
+				   insert_landed, &a);
 }
 
 /* ---- The outbox ---- */
@@ -475,7 +597,8 @@ int bus__pg_insert_tx(bus_store *s, void *tx, int64_t now,
 	c.tables = &s->tables;
 	c.prepare = 0;
 	c.notify = s->conn.notify;
-	rc = insert_on(&c, 0, now, jobs, n, results);
+	struct mark m = { NULL, NULL };
+	rc = insert_on(&c, 0, now, jobs, n, &m, results);
 	bus__pg_stmts_reset(&c);
 	if (rc == PG_ERR_NOMEM)
 		return s->env.error(BUS_ENOMEM,

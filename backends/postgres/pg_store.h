@@ -4,6 +4,7 @@
  *   url.c      the URL: parse, percent-decode, options
  *   sql.c      statement texts: schema and table names
  *   conn.c     connecting, the statement cache, the retry wrapper
+ *   fence.c    the lost session: remembered, then ended for certain
  *   param.c    binary parameters and arrays; result values; times
  *   row.c      result rows -> bus_job
  *   schema.c   schema_check and migrate (steps from migration/postgres/)
@@ -32,6 +33,7 @@
 #include <stdint.h>
 
 #include "bus/backend.h"
+#include "../token.h"
 
 /* A database error recorded in the connection, not yet reported. */
 #define PG_ERR_DB (-1000)
@@ -55,6 +57,10 @@ struct pg_url {
 	char *sslmode, *sslrootcert, *sslcert, *sslkey;
 	char *application_name;
 	unsigned connect_timeout;	/* s; 10 unless given */
+	/* s, 0 for none: waiting for a reply, sending a statement (60
+	 * unless given); TCP keepalive probes after this much silence (30
+	 * unless given). */
+	unsigned read_timeout, write_timeout, keepalive;
 	char schema[PG_SCHEMA_MAX + 1]; /* [a-z0-9_]*; "" the search path */
 	char prefix[PG_PREFIX_MAX + 1]; /* [a-z0-9_]*, "bus_" by default */
 	/* Named prepared statements (the default); off for a pooler in
@@ -120,6 +126,8 @@ enum pg_slot {
 	SL_CANCEL_PENDING,
 	SL_PAUSED,
 	SL_NOW,
+	SL_INSERT_READBACK,
+	SL_CLAIM_READBACK,
 	SL_COUNT
 };
 
@@ -137,7 +145,35 @@ struct pg_conn {
 	char sqlstate[6];
 	char err_msg[400];
 	int lost; /* the connection broke */
+	/* s, 0 for none: how long a reply (a send) may take before the
+	 * connection is treated as lost; none on the application's own
+	 * connection (insert_tx). */
+	unsigned read_timeout, write_timeout;
+	/* A reconnect window passed in vain: calls try once until the
+	 * server answers again. */
+	int unreachable;
+	/* This session's server backend: pid and start time (us since the
+	 * epoch); pid 0 when unknown (behind a pooler). */
+	int backend_pid;
+	int64_t backend_start;
+	/* A lost session not yet known to have ended (pid 0: none). */
+	int lost_pid;
+	int64_t lost_start;
 };
+
+/* ---- fence.c ---- */
+
+/* Reads which backend serves c->db (at connect); PG_ERR_DB. */
+int bus__pg_session_read(struct pg_conn *c);
+/* The connection is being dropped as lost: its session is remembered
+ * (unless an earlier lost one still is) to be ended. */
+void bus__pg_session_lost(struct pg_conn *c);
+/* On a new connection: terminates the lost session while it is still
+ * that session, and waits until it has ended; 0 at once when there is
+ * none; PG_ERR_DB (it would not end, or this connection failed). */
+int bus__pg_lost_end(struct pg_conn *c);
+
+/* ---- conn.c ---- */
 
 /* Forgets what was prepared and frees the texts (the connection stays). */
 void bus__pg_stmts_reset(struct pg_conn *c);
@@ -157,6 +193,13 @@ int bus__pg_exec(struct pg_conn *c, int slot, const char *sql,
 		 const struct pg_params *p, PGresult **out);
 /* Runs a statement without parameters (BEGIN, DDL); PG_ERR_DB. */
 int bus__pg_simple(struct pg_conn *c, const char *sql);
+/* After a PQsend* call on c->db: sends what it queued and waits for the
+ * reply, each within the connection's timeout (poll, so a network that
+ * stops passing packets cannot hang the call). *out is the reply's
+ * result (an error first, else the last; PQclear it) or NULL when there
+ * was none; PG_ERR_DB when the connection was lost or timed out (then
+ * c->lost is set). */
+int bus__pg_reply(struct pg_conn *c, PGresult **out);
 
 int bus__pg_begin(struct pg_conn *c);
 int bus__pg_commit(struct pg_conn *c);
@@ -192,6 +235,17 @@ const char *bus__pg_where(const bus_store *s, char *buf, size_t size);
  */
 typedef int (*pg_op_fn)(bus_store *s, void *arg);
 int bus__pg_run(bus_store *s, const char *what, pg_op_fn fn, void *arg);
+/*
+ * The same for a write that may not run twice. A lost connection leaves
+ * it in doubt: its COMMIT (or the Sync that commits a statement on its
+ * own) may have reached the server. fn is then run again only when
+ * landed(s, arg), run on the new connection, says the write did not land.
+ * landed reads back what the write left (by a token fn wrote with it): 1
+ * when it landed, with fn's results filled in from what it read; 0 when
+ * it did not; or PG_ERR_DB / PG_ERR_NOMEM.
+ */
+int bus__pg_run_checked(bus_store *s, const char *what, pg_op_fn fn,
+			pg_op_fn landed, void *arg);
 
 /* Reports a recorded database error of `c` as BUS_EBACKEND. */
 int bus__pg_report(const bus_store *s, const struct pg_conn *c,

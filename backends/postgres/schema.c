@@ -44,11 +44,18 @@ static int query_int(struct pg_conn *c, const char *sql, const char *param,
 	if (text == NULL)
 		return PG_ERR_NOMEM;
 	const char *vals[1] = { param };
-	PGresult *r = PQexecParams(c->db, text, param ? 1 : 0, NULL, vals,
-				   NULL, NULL, 0);
+	PGresult *r = NULL;
+	int sent = c->db != NULL && PQsendQueryParams(c->db, text,
+						      param ? 1 : 0, NULL,
+						      vals, NULL, NULL, 0);
 	free(text);
+	if (!sent)
+		return bus__pg_db_fail(c, NULL);
+	int rc = bus__pg_reply(c, &r);
+	if (rc != 0)
+		return rc;
 	if (r == NULL || PQresultStatus(r) != PGRES_TUPLES_OK) {
-		int rc = bus__pg_db_fail(c, r);
+		rc = bus__pg_db_fail(c, r);
 		PQclear(r);
 		return rc;
 	}

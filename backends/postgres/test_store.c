@@ -156,9 +156,9 @@ START_TEST(the_claim_is_an_index_scan_without_a_sort)
 	ck_assert_ptr_nonnull(claim);
 	char *sql = malloc(strlen(claim) + 64);
 	sprintf(sql, "EXPLAIN %s", claim);
-	const char *vals[6] = { NULL,	   "{q1,q2}", "{10,10}",
-				"node", "1000000", "{q1}" };
-	PGresult *r = PQexecParams(st->conn.db, sql, 6, NULL, vals, NULL,
+	const char *vals[7] = { NULL,	"{q1,q2}", "{10,10}", "node",
+				"1000000", "{q1}",    "token" };
+	PGresult *r = PQexecParams(st->conn.db, sql, 7, NULL, vals, NULL,
 				   NULL, 0);
 	ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK, "%s",
 		      PQerrorMessage(st->conn.db));
@@ -178,8 +178,6 @@ START_TEST(the_claim_is_an_index_scan_without_a_sort)
 }
 END_TEST
 
-/* ?schema= puts the tables in a schema of their own, which migrate
- * creates; the search path's tables of the same prefix are others. */
 /* A schema from before step 4 (no started_at) is refused, naming the
  * step; bus_migrate brings it up to date. */
 START_TEST(a_schema_without_the_start_step_is_refused_naming_it)
@@ -191,7 +189,7 @@ START_TEST(a_schema_without_the_start_step_is_refused_naming_it)
 	sql_ok(s, "ALTER TABLE oldtest_jobs DROP COLUMN started_at");
 	sql_ok(s, "DELETE FROM oldtest_schema_version WHERE version = 4");
 	ck_assert_int_eq(ops->schema_check(s), BUS_ESCHEMA);
-	ck_assert_last_error(BUS_ESCHEMA, "version 2");
+	ck_assert_last_error(BUS_ESCHEMA, "version 3");
 	ck_assert_last_error(BUS_ESCHEMA, "004_started");
 	ck_assert_last_error(BUS_ESCHEMA, "run bus_migrate()");
 	ck_assert_int_eq(ops->migrate(s), 0);
@@ -202,6 +200,8 @@ START_TEST(a_schema_without_the_start_step_is_refused_naming_it)
 }
 END_TEST
 
+/* ?schema= puts the tables in a schema of their own, which migrate
+ * creates; the search path's tables of the same prefix are others. */
 START_TEST(a_schema_holds_tables_of_its_own)
 {
 	bus_store *s2 = open_store();
@@ -452,6 +452,41 @@ START_TEST(notify_off_inserts_without_waking)
 }
 END_TEST
 
+/* After a reconnect the lost session is terminated, but only while its
+ * pid still belongs to the backend it was (its start time the same): a
+ * pid the server has given to another session is left alone. */
+START_TEST(a_lost_session_is_ended_only_while_it_is_the_same_backend)
+{
+	bus_store *victim = open_store(), *s2 = open_store();
+	ck_assert_int_eq(victim->conn.backend_pid,
+			 PQbackendPID(victim->conn.db));
+	ck_assert(victim->conn.backend_start > 0);
+	/* The same pid, another start: some other session now. */
+	s2->conn.lost_pid = victim->conn.backend_pid;
+	s2->conn.lost_start = victim->conn.backend_start + 1;
+	ck_assert_int_eq(bus__pg_lost_end(&s2->conn), 0);
+	ck_assert_int_eq(s2->conn.lost_pid, 0);
+	sql_ok(victim, "SELECT 1");
+	/* The very session: terminated, and gone when the call returns. */
+	s2->conn.lost_pid = victim->conn.backend_pid;
+	s2->conn.lost_start = victim->conn.backend_start;
+	ck_assert_int_eq(bus__pg_lost_end(&s2->conn), 0);
+	ck_assert_int_eq(s2->conn.lost_pid, 0);
+	PGresult *r = PQexec(victim->conn.db, "SELECT 1");
+	ck_assert_int_ne(PQresultStatus(r), PGRES_TUPLES_OK);
+	PQclear(r);
+	char sql[160];
+	snprintf(sql, sizeof sql,
+		 "SELECT count(*) FROM pg_stat_activity WHERE pid = %d",
+		 victim->conn.backend_pid);
+	r = PQexec(s2->conn.db, sql);
+	ck_assert_str_eq(PQgetvalue(r, 0, 0), "0");
+	PQclear(r);
+	ops->close(victim);
+	ops->close(s2);
+}
+END_TEST
+
 static Suite *store_postgres_suite(void)
 {
 	/* A connection per thread: one PGconn is not for two. */
@@ -478,6 +513,8 @@ static Suite *store_postgres_suite(void)
 	tcase_add_test(tc, a_claim_keeps_its_limit_while_rows_change);
 	tcase_add_test(tc, listeners_hear_inserts_into_their_queues);
 	tcase_add_test(tc, notify_off_inserts_without_waking);
+	tcase_add_test(tc,
+		       a_lost_session_is_ended_only_while_it_is_the_same_backend);
 	store_cases_add(tc, &fixture);
 	suite_add_tcase(s, tc);
 	return s;

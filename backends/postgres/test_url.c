@@ -61,6 +61,9 @@ START_TEST(parts_and_defaults)
 	ck_assert_str_eq(u.prefix, "bus_");
 	ck_assert_str_eq(u.schema, "");
 	ck_assert_uint_eq(u.connect_timeout, 10);
+	ck_assert_uint_eq(u.read_timeout, 60);
+	ck_assert_uint_eq(u.write_timeout, 60);
+	ck_assert_uint_eq(u.keepalive, 30);
 	ck_assert_ptr_null(u.sslmode);
 	ck_assert_int_eq(u.prepare, 1);
 	bus__pg_url_free(&u);
@@ -103,6 +106,22 @@ START_TEST(percent_decoding)
 	parse_bad("postgres://u:SECRET%zz@h/d", "password");
 	parse_bad("postgres://u:SECRET%00@h/d", "NUL");
 	parse_bad("postgres://u%G1:SECRET@h/d", "user name");
+}
+END_TEST
+
+/* The network timeouts (defaults in parts_and_defaults): seconds, 0 for
+ * none. */
+START_TEST(timeouts)
+{
+	struct pg_url u = parse_ok("postgres://u@h/d?read-timeout=0&"
+				   "write_timeout=7&keepalive=86400");
+	ck_assert_uint_eq(u.read_timeout, 0);
+	ck_assert_uint_eq(u.write_timeout, 7);
+	ck_assert_uint_eq(u.keepalive, 86400);
+	bus__pg_url_free(&u);
+	parse_bad("postgres://u:SECRET@h/d?read-timeout=86401",
+		  "read-timeout '86401'");
+	parse_bad("postgres://u:SECRET@h/d?keepalive=-1", "keepalive '-1'");
 }
 END_TEST
 
@@ -187,6 +206,7 @@ int main(void)
 	TCase *tc = tcase_create("url");
 	tcase_add_test(tc, parts_and_defaults);
 	tcase_add_test(tc, percent_decoding);
+	tcase_add_test(tc, timeouts);
 	tcase_add_test(tc, options);
 	tcase_add_test(tc, bad_urls_say_what_is_wrong);
 	suite_add_tcase(s, tc);

@@ -5,9 +5,18 @@
  *
  * (postgresql:// is the same). User, password, database and option values
  * are percent-decoded. Options ('_' may stand for '-'): sslmode,
- * sslrootcert, sslcert, sslkey, connect-timeout, application-name, host
- * (a socket directory, for an empty host part), schema, table-prefix,
- * prepare (on, off), notify (on, off).
+ * sslrootcert, sslcert, sslkey, connect-timeout, read-timeout,
+ * write-timeout, keepalive, application-name, host (a socket directory,
+ * for an empty host part), schema, table-prefix, prepare (on, off),
+ * notify (on, off).
+ *
+ * Timeouts are whole seconds, 0 for none, as in the MySQL store: by
+ * default a connection attempt gives up after 10 s, a wait for the
+ * server's reply (or to send it a statement) after 60 s (longer than any
+ * lock wait the store makes: a migration waits 30 s for another node's),
+ * and TCP keepalive probes start after 30 s of silence; so a network that
+ * stops passing packets ends a call as a lost connection instead of
+ * hanging it (libpq itself would wait forever).
  *
  * No message shows the password, nor anything that could be a piece of
  * one: a password with an unencoded '/' or '?' ends the host part early
@@ -26,6 +35,8 @@
 #define DEFAULT_PORT 5432
 #define DEFAULT_PREFIX "bus_"
 #define DEFAULT_CONNECT_TIMEOUT 10
+#define DEFAULT_IO_TIMEOUT 60
+#define DEFAULT_KEEPALIVE 30
 #define DATABASE_MAX 63
 
 #define STORE "postgres store"
@@ -129,6 +140,15 @@ static int set_option(struct pg_url *u, const char *name, const char *value,
 	if (strcmp(name, "connect-timeout") == 0)
 		return bus__url_set_timeout(&u->connect_timeout, value, name, 1,
 					    STORE, error);
+	if (strcmp(name, "read-timeout") == 0)
+		return bus__url_set_timeout(&u->read_timeout, value, name, 0,
+					    STORE, error);
+	if (strcmp(name, "write-timeout") == 0)
+		return bus__url_set_timeout(&u->write_timeout, value, name, 0,
+					    STORE, error);
+	if (strcmp(name, "keepalive") == 0)
+		return bus__url_set_timeout(&u->keepalive, value, name, 0,
+					    STORE, error);
 	if (strcmp(name, "application-name") == 0)
 		return bus__url_set_path(&u->application_name, value, name,
 					 STORE, error);
@@ -150,6 +170,7 @@ static int set_option(struct pg_url *u, const char *name, const char *value,
 	return error(BUS_EINVAL,
 		     "postgres store: bad URL: unknown option '%.40s' (known: "
 		     "sslmode, sslrootcert, sslcert, sslkey, connect-timeout, "
+		     "read-timeout, write-timeout, keepalive, "
 		     "application-name, host, schema, table-prefix, prepare, "
 		     "notify)",
 		     name);
@@ -204,6 +225,9 @@ int bus__pg_url_parse(struct pg_url *out, const char *url, error_fn error)
 	if (url == NULL)
 		return error(BUS_EINVAL, "postgres store: the URL is NULL");
 	out->connect_timeout = DEFAULT_CONNECT_TIMEOUT;
+	out->read_timeout = DEFAULT_IO_TIMEOUT;
+	out->write_timeout = DEFAULT_IO_TIMEOUT;
+	out->keepalive = DEFAULT_KEEPALIVE;
 	out->prepare = 1;
 	out->notify = 1;
 	memcpy(out->prefix, DEFAULT_PREFIX, sizeof DEFAULT_PREFIX);

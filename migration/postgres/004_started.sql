@@ -1,6 +1,5 @@
 
--- Step 4: the start of an attempt. (There is no step 3 here: it added
--- the MySQL store's idempotency tokens; the numbers follow migration/mysql/.)
+-- Step 4: the start of an attempt.
 --
 -- started_at is set, while the job is executing, once its worker is about
 -- to run the handler (store op start), and cleared by the next claim, so

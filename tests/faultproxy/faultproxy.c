@@ -1,7 +1,10 @@
 /*
  * faultproxy: a TCP proxy for the fault tests, between a client on this
- * machine and a MySQL/MariaDB server on this machine, that breaks the
- * connection where a test asks it to.
+ * machine and a MySQL/MariaDB or PostgreSQL server on this machine, that
+ * breaks the connection where a test asks it to. Each connection's
+ * protocol is told by who speaks first: a MySQL server greets its client,
+ * a PostgreSQL client sends a startup packet (pgwire.c reads that
+ * protocol, and says what each rule does there).
  *
  *   faultproxy TARGET_PORT [LISTEN_PORT]
  *
@@ -14,7 +17,9 @@
  *
  *   drop-reply PATTERN   the next statement whose SQL text contains
  *                        PATTERN (ignoring case) (a COM_QUERY, or a COM_STMT_EXECUTE of a
- *                        statement prepared with such a text) is passed to
+ *                        statement prepared with such a text; on
+ *                        PostgreSQL a Query, or a Bind of a statement
+ *                        parsed with such a text) is passed to
  *                        the server; the server's reply is swallowed and
  *                        the connection reset: the statement ran (a COMMIT
  *                        committed) but the client never learns it.
@@ -29,7 +34,9 @@
  *                        the next such statement is not passed: the client
  *                        gets an error packet with ERRNO ("injected by
  *                        faultproxy") instead, as if the server had
- *                        refused it, and the connection goes on.
+ *                        refused it, and the connection goes on. On
+ *                        PostgreSQL, ERRNO is the error's SQLSTATE (five
+ *                        of 0-9 and A-Z; XX000 for a MySQL number).
  *   drop-reply PATTERN after PRIOR
  *   reset-mid PATTERN after PRIOR
  *                        the same, but only on a connection that has run
@@ -55,7 +62,8 @@
  * only as far as needed: packets are a 3-byte length, a sequence byte and
  * the payload, whose first byte is the command. Connections must not use
  * TLS or compression (ssl-mode=disabled in the URL), or no statement is
- * recognised (the bytes are still passed).
+ * recognised (the bytes are still passed); a PostgreSQL client asking for
+ * TLS is told no (sslmode=prefer goes on in clear text).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -75,55 +83,21 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "proxy.h"
+
 #define MAX_CONNS 128
-#define BUF_CAP (1u << 20) /* a packet held whole up to this size */
-#define WATCH_MAX 1024	   /* prepared statements known per connection */
-#define PATTERN_MAX 256
-
-enum rule { R_NONE, R_DROP_REPLY, R_RESET_MID, R_CUT_REPLY, R_FAIL_REPLY };
-
-/* Bytes read from one side, not yet written to the other. */
-struct pipe_buf {
-	unsigned char *p;
-	size_t len;
-	size_t scanned; /* bytes already judged (whole packets, passed) */
-};
-
-struct conn {
-	int client, server;
-	struct pipe_buf up;   /* client -> server */
-	struct pipe_buf down; /* server -> client */
-	/* Client->server framing: bytes of the current packet still to
-	 * pass without looking (a packet larger than BUF_CAP). */
-	size_t up_skip;
-	/* The text of a COM_STMT_PREPARE sent, waiting for the id its reply
-	 * gives; the statements prepared, by id (kept whatever is armed, so
-	 * that a rule armed later knows statements prepared before). */
-	char *await_prepare;
-	struct {
-		uint32_t id;
-		char *text;
-	} watch[WATCH_MAX];
-	int n_watch;
-	/* A statement containing the prior pattern ran here. */
-	int primed;
-	/* The statement the rule fired on was passed: reset at the first
-	 * byte of the reply. */
-	int drop_at_reply;
-	/* cut-reply fired: bytes of the reply still to pass before the
-	 * reset (-1: none armed). */
-	long cut_left;
-};
 
 static struct conn conns[MAX_CONNS];
 static int n_conns;
 static int target_port;
 static int stalled;
-static enum rule armed = R_NONE;
+enum rule armed = R_NONE;
 static char pattern[PATTERN_MAX];
 static char prior[PATTERN_MAX]; /* "": no prior statement needed */
-static long rule_arg;		/* BYTES or ERRNO */
-static unsigned long accepted, fired;
+long rule_arg;			/* BYTES or ERRNO */
+char rule_state[6];
+unsigned long fired;
+static unsigned long accepted;
 /* orphan: the server sides of connections reset by a rule, kept open. */
 static int orphan;
 #define ORPHANS_MAX 64
@@ -188,8 +162,10 @@ static void conn_close(int i, int with_reset)
 	free(c->up.p);
 	free(c->down.p);
 	free(c->await_prepare);
-	for (int k = 0; k < c->n_watch; k++)
+	for (int k = 0; k < c->n_watch; k++) {
+		free(c->watch[k].name);
 		free(c->watch[k].text);
+	}
 	conns[i] = conns[--n_conns];
 }
 
@@ -242,8 +218,7 @@ static int contains(const unsigned char *payload, size_t len,
 	return 0;
 }
 
-/* The bits (1 pattern, 2 prior) a statement's text matches. */
-static int text_matches(const unsigned char *text, size_t len)
+int text_matches(const unsigned char *text, size_t len)
 {
 	return (contains(text, len, pattern) ? 1 : 0) |
 	       (prior[0] != '\0' && contains(text, len, prior) ? 2 : 0);
@@ -256,6 +231,33 @@ static int watched(const struct conn *c, uint32_t id)
 		if (c->watch[k].id == id)
 			return text_matches((const unsigned char *)c->watch[k].text,
 					    strlen(c->watch[k].text));
+	return 0;
+}
+
+int rule_hits(struct conn *c, int what)
+{
+	if ((what & 1) && (prior[0] == '\0' || c->primed))
+		return 1;
+	if (what & 2)
+		c->primed = 1;
+	return 0;
+}
+
+void buf_cut(struct pipe_buf *b, size_t at, size_t n)
+{
+	memmove(b->p + at, b->p + at + n, b->len - at - n);
+	b->len -= n;
+}
+
+int inject_down(struct conn *c, const void *bytes, size_t n)
+{
+	struct pipe_buf *d = &c->down;
+	if (d->len + n > BUF_CAP)
+		return -1;
+	memmove(d->p + d->scanned + n, d->p + d->scanned, d->len - d->scanned);
+	memcpy(d->p + d->scanned, bytes, n);
+	d->len += n;
+	d->scanned += n;
 	return 0;
 }
 
@@ -272,6 +274,7 @@ static int matches(struct conn *c, const unsigned char *payload, size_t len)
 	if (armed == R_NONE || len == 0)
 		return 0;
 	int what = 0;
+	/* (the switch below) */
 	switch (payload[0]) {
 	case 0x03: /* COM_QUERY */
 		what = text_matches(payload + 1, len - 1);
@@ -285,11 +288,7 @@ static int matches(struct conn *c, const unsigned char *payload, size_t len)
 		break;
 	default: return 0;
 	}
-	if ((what & 1) && (prior[0] == '\0' || c->primed))
-		return 1;
-	if (what & 2)
-		c->primed = 1;
-	return 0;
+	return rule_hits(c, what);
 }
 
 /* Writes what it can of b to fd; -1 when the peer is gone. */
@@ -324,19 +323,12 @@ static void fail_reply(struct conn *c, unsigned char seq)
 	pkt[2] = 0;
 	pkt[3] = (unsigned char)(seq + 1);
 	pkt[4] = 0xff;
-	pkt[5] = (unsigned char)(rule_arg & 0xff);
-	pkt[6] = (unsigned char)(rule_arg >> 8);
+	long err = rule_arg > 0 ? rule_arg : 1105; /* ER_UNKNOWN_ERROR */
+	pkt[5] = (unsigned char)(err & 0xff);
+	pkt[6] = (unsigned char)(err >> 8);
 	memcpy(pkt + 7, "#HY000", 6);
 	memcpy(pkt + 13, msg, sizeof msg - 1);
-	struct pipe_buf *d = &c->down;
-	if (d->len + 4 + len > BUF_CAP)
-		return;
-	/* After what the server sent and was judged, before the rest. */
-	memmove(d->p + d->scanned + 4 + len, d->p + d->scanned,
-		d->len - d->scanned);
-	memcpy(d->p + d->scanned, pkt, 4 + len);
-	d->len += 4 + len;
-	d->scanned += 4 + len;
+	inject_down(c, pkt, 4 + len);
 }
 
 /*
@@ -378,9 +370,7 @@ static int scan_up(struct conn *c)
 			}
 			if (r == R_FAIL_REPLY) {
 				fail_reply(c, h[3]);
-				memmove(b->p + b->scanned, b->p + b->scanned + 4 + plen,
-					b->len - b->scanned - 4 - plen);
-				b->len -= 4 + plen;
+				buf_cut(b, b->scanned, 4 + plen);
 				continue;
 			}
 			if (r == R_CUT_REPLY)
@@ -417,6 +407,7 @@ static int scan_down(struct conn *c)
 			return 0; /* hold until the id is there */
 		/* COM_STMT_PREPARE_OK: 0x00, then the statement id. */
 		if (b->p[4] == 0x00 && c->n_watch < WATCH_MAX) {
+			c->watch[c->n_watch].name = NULL;
 			c->watch[c->n_watch].id =
 				(uint32_t)b->p[5] | (uint32_t)b->p[6] << 8 |
 				(uint32_t)b->p[7] << 16 |
@@ -445,6 +436,17 @@ static int fill(int fd, struct pipe_buf *b)
 	return 0;
 }
 
+/* Five of 0-9 and A-Z. */
+static int sqlstate_ok(const char *s)
+{
+	if (strlen(s) != 5)
+		return 0;
+	for (int i = 0; i < 5; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'A' && s[i] <= 'Z')))
+			return 0;
+	return 1;
+}
+
 static void command(char *line)
 {
 	line[strcspn(line, "\r\n")] = '\0';
@@ -460,17 +462,26 @@ static void command(char *line)
 			return;
 		}
 		rule_arg = 0;
+		rule_state[0] = '\0';
 		if (with_number) {
 			char *num = strrchr(arg, ' ');
 			char *end = NULL;
 			if (num != NULL)
 				rule_arg = strtol(num + 1, &end, 10);
-			if (num == NULL || end == num + 1 || *end != '\0' ||
-			    rule_arg < 0 ||
-			    rule_arg > (line[0] == 'f' ? 65535 : 1L << 30)) {
+			int state = num != NULL && line[0] == 'f' &&
+				    sqlstate_ok(num + 1);
+			if (state)
+				memcpy(rule_state, num + 1, 6);
+			if (num == NULL ||
+			    (!state && (end == num + 1 || *end != '\0' ||
+					rule_arg < 0 ||
+					rule_arg > (line[0] == 'f' ? 65535
+								   : 1L << 30)))) {
 				reply("error %s needs PATTERN NUMBER", line);
 				return;
 			}
+			if (state && (*end != '\0' || rule_arg > 65535))
+				rule_arg = 0; /* not a MySQL number */
 			*num = '\0';
 		}
 		char *after = strstr(arg, " after ");
@@ -602,8 +613,21 @@ int main(int argc, char **argv)
 				gone |= fill(c->client, &c->up) < 0;
 			if (ps->revents & (POLLIN | POLLHUP | POLLERR))
 				gone |= fill(c->server, &c->down) < 0;
-			reset |= scan_up(c);
-			int down = scan_down(c);
+			if (c->proto == P_UNKNOWN && c->down.len > 0)
+				c->proto = P_MYSQL; /* the server spoke first */
+			if (c->proto == P_UNKNOWN && c->up.len > 0) {
+				int pg = pg_detect(&c->up);
+				if (pg >= 0)
+					c->proto = pg ? P_PG : P_MYSQL;
+			}
+			int down = 0;
+			if (c->proto == P_PG) {
+				reset |= pg_scan_up(c);
+				down = pg_scan_down(c);
+			} else if (c->proto == P_MYSQL) {
+				reset |= scan_up(c);
+				down = scan_down(c);
+			}
 			reset |= down == 1;
 			if (!reset) {
 				gone |= flush_buf(c->server, &c->up,

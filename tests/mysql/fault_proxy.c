@@ -82,8 +82,9 @@ long fault_proxy_stat(struct fault_proxy *p, const char *name)
 char *fault_proxy_url(const struct fault_env *e, const struct fault_proxy *p,
 		      const char *options)
 {
-	/* mysql://user:password@HOST:PORT/db?...: the authority's host and
-	 * port become the proxy's. */
+	/* mysql://user:password@HOST:PORT/db?... (or postgres://): the
+	 * authority's host and port become the proxy's; TLS is turned off
+	 * (the last setting of an option wins). */
 	const char *url = e->url;
 	const char *auth = strstr(url, "://");
 	if (auth == NULL)
@@ -98,10 +99,10 @@ char *fault_proxy_url(const struct fault_env *e, const struct fault_proxy *p,
 	char *out = malloc(len);
 	if (out == NULL)
 		fault_fail("out of memory");
-	snprintf(out, len, "%.*s127.0.0.1:%u%s%cssl-mode=disabled%s%s",
-		 (int)(host - url), url, p->port, path,
-		 strchr(path, '?') ? '&' : '?', options[0] ? "&" : "",
-		 options);
+	snprintf(out, len, "%.*s127.0.0.1:%u%s%c%s%s%s", (int)(host - url),
+		 url, p->port, path, strchr(path, '?') ? '&' : '?',
+		 e->dsn.postgres ? "sslmode=disable" : "ssl-mode=disabled",
+		 options[0] ? "&" : "", options);
 	return out;
 }
 

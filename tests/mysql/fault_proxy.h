@@ -30,8 +30,9 @@ const char *fault_proxy_cmd(struct fault_proxy *p, const char *fmt, ...)
 /* A value from the "stats" reply: "accepted", "open" or "fired". */
 long fault_proxy_stat(struct fault_proxy *p, const char *name);
 
-/* The run's bus URL through the proxy, without TLS (the proxy reads the
- * protocol), with `options` ("a=1&b=2" or "") added; malloc'd. */
+/* The run's bus URL (mysql:// or postgres://) through the proxy, without
+ * TLS (the proxy reads the protocol), with `options` ("a=1&b=2" or "")
+ * added; malloc'd. */
 char *fault_proxy_url(const struct fault_env *e, const struct fault_proxy *p,
 		      const char *options);
 

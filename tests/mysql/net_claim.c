@@ -7,6 +7,14 @@
  * completes. With max_attempts 1 and a lease far longer than the test,
  * a claim that was run again would leave its first jobs executing with
  * nobody running them (then discarded by a rescue, never run).
+ *
+ * On PostgreSQL ($BUS_FAULT_STORE=postgres, tests/postgres/net_claim.sh)
+ * a claim is one statement, committed at its Sync: its reply is the one
+ * lost; and the session left alive on the server is one the proxy cut
+ * before that Sync, so that it holds the claimed rows locked in a
+ * transaction that never ends: the store must terminate it (the same
+ * backend, by pid and start time) before it claims again, or SKIP LOCKED
+ * passes over those jobs for as long as the session lives.
  */
 #include <stdatomic.h>
 #include <stdio.h>
@@ -49,9 +57,19 @@ static size_t jobs_in(bus *b, const char *kind, bus_job_state state,
 	return k;
 }
 
+/* The rule that interrupts the first claim that takes jobs (its UPDATE
+ * writes claim_token). */
+static const char *claim_rule(int orphan)
+{
+	if (!env.dsn.postgres)
+		return "drop-reply COMMIT after claim_token";
+	return orphan ? "reset-mid claim_token" : "drop-reply claim_token";
+}
+
 /* With `orphan`, the proxy keeps the server's side of the reset
- * connection open: the lost session lives on, holding its session lock,
- * and the store must KILL it before it reads the claim back. */
+ * connection open: the lost session lives on, holding its session lock
+ * (MySQL) or the claimed rows (PostgreSQL), and the store must end it
+ * before it reads the claim back. */
 static void scenario(bus *direct, const char *kind, int orphan)
 {
 	atomic_store(&runs, 0);
@@ -71,8 +89,7 @@ static void scenario(bus *direct, const char *kind, int orphan)
 	if (orphan)
 		fault_proxy_cmd(&proxy, "orphan");
 	long fired0 = fault_proxy_stat(&proxy, "fired");
-	/* The first claim that takes jobs: its UPDATE writes claim_token. */
-	fault_proxy_cmd(&proxy, "drop-reply COMMIT after claim_token");
+	fault_proxy_cmd(&proxy, "%s", claim_rule(orphan));
 
 	bus_worker_queue q = { "default", JOBS };
 	bus_worker_opts o = BUS_WORKER_OPTS_INIT;
@@ -102,8 +119,9 @@ static void scenario(bus *direct, const char *kind, int orphan)
 		fault_fail("bus_worker_stop: %s", bus_error_last()->message);
 	bus_worker_free(w);
 	if (fired != 1)
-		fault_fail("the proxy dropped %ld COMMIT replies, expected 1",
-			   fired);
+		fault_fail("the proxy's rule '%s' fired %ld times, expected "
+			   "once",
+			   claim_rule(orphan), fired);
 	int attempt_max = 0;
 	size_t executing = jobs_in(direct, kind, BUS_JOB_EXECUTING, NULL);
 	done = jobs_in(direct, kind, BUS_JOB_COMPLETED, &attempt_max);
@@ -121,10 +139,14 @@ static void scenario(bus *direct, const char *kind, int orphan)
 	if (st.rescued != 0)
 		fault_fail("%llu jobs were rescued",
 			   (unsigned long long)st.rescued);
-	fault_note("claim reply lost%s: %d jobs read back, each run once on "
-		   "attempt 1",
-		   orphan ? " (the lost session alive on the server)" : "",
-		   JOBS);
+	fault_note("%s: %d jobs %s, each run once on attempt 1",
+		   claim_rule(orphan), JOBS,
+		   orphan && env.dsn.postgres
+			   ? "claimed again once the lost session, alive "
+			     "with their rows locked, was ended"
+		   : orphan ? "read back (the lost session alive on the "
+			      "server)"
+			    : "read back");
 	bus_close(b);
 }
 

@@ -8,6 +8,10 @@
  *  - the server refuses a COMMIT (an error that is not a lost connection):
  *    the store must roll the transaction back, or the next START
  *    TRANSACTION on that connection would commit the half-done batch.
+ *
+ * On MySQL by default, on PostgreSQL with $BUS_FAULT_STORE=postgres
+ * (tests/postgres/net_errors.sh), where the refused COMMIT fails with a
+ * SQLSTATE, and a batch takes a transaction when it holds a unique job.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,26 +75,34 @@ static void cut_in_the_middle_of_rows(bus *direct, bus *b)
 
 static void refused_commit_is_rolled_back(bus *direct, bus *b)
 {
-	/* Three jobs: two INSERTs (of 2 and 1 rows), so a transaction. */
+	/* A transaction on both stores: on MySQL two INSERTs (of 2 and 1
+	 * rows), on PostgreSQL an upsert and an INSERT. */
+	bus_unique_opts u = BUS_UNIQUE_OPTS_INIT;
+	u.fields = BUS_UNIQUE_PAYLOAD;
+	bus_job_opts o = BUS_JOB_OPTS_INIT;
+	o.unique = &u;
+	int pg = env.dsn.postgres;
 	bus_enqueue_item three[3] = {
-		{ "net.refused", NULL, "{}", NULL },
+		{ "net.refused", NULL, "{\"k\":1}", pg ? &o : NULL },
 		{ "net.refused", NULL, "{}", NULL },
 		{ "net.refused", NULL, "{}", NULL },
 	};
 	long fired = fault_proxy_stat(&proxy, "fired");
-	/* ER_ERROR_DURING_COMMIT, with the connection still up. */
-	fault_proxy_cmd(&proxy, "fail-reply COMMIT 1180");
+	/* ER_ERROR_DURING_COMMIT (an internal error on PostgreSQL), with
+	 * the connection still up. */
+	const char *code = pg ? "XX000" : "1180";
+	fault_proxy_cmd(&proxy, "fail-reply COMMIT %s", code);
 	int rc = bus_enqueue_many(NULL, b, three, 3);
 	if (fault_proxy_stat(&proxy, "fired") != fired + 1)
 		fault_fail("the COMMIT was not refused");
 	if (rc != BUS_EBACKEND ||
-	    strstr(bus_error_last()->message, "1180") == NULL)
+	    strstr(bus_error_last()->message, code) == NULL)
 		fault_fail("a refused COMMIT gave %s (%s), expected "
-			   "BUS_EBACKEND with error 1180",
-			   bus_error_name(rc), bus_error_last()->message);
+			   "BUS_EBACKEND with error %s",
+			   bus_error_name(rc), bus_error_last()->message, code);
 	/* The next batch on the same connection begins a transaction. */
 	bus_enqueue_item next[3] = {
-		{ "net.next", NULL, "{}", NULL },
+		{ "net.next", NULL, "{\"k\":2}", pg ? &o : NULL },
 		{ "net.next", NULL, "{}", NULL },
 		{ "net.next", NULL, "{}", NULL },
 	};
