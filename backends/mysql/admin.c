@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../change.h"
 #include "mysql_store.h"
 
 #define LIST_LIMIT_DEFAULT 100
@@ -162,15 +163,10 @@ static int by_id(struct my_conn *c, int slot, my_sql_fn build, int with_now,
 	return rc;
 }
 
-/* A job as a change judges it; state -1: there is no such job. */
-struct look {
-	long long state, attempt, cancel_requested;
-};
-
 /* Reads the job through the statement in `slot` (lock_build or
  * look_build). */
 static int look_at(struct my_conn *c, int slot, my_sql_fn build, int64_t id,
-		   struct look *out)
+		   struct bus_change_look *out)
 {
 	MYSQL_STMT *st;
 	int rc = by_id(c, slot, build, 0, 0, id, &st);
@@ -194,7 +190,7 @@ static int look_at(struct my_conn *c, int slot, my_sql_fn build, int64_t id,
 		return rc;
 	}
 	mysql_stmt_free_result(st);
-	*out = (struct look){ v[0], v[1], v[2] };
+	*out = (struct bus_change_look){ v[0], v[1], v[2] };
 	return 0;
 }
 
@@ -294,28 +290,13 @@ int bus__my_list(bus_store *s, const bus_job_filter *filter, bus_job **out,
 
 /* ---- cancel, retry, remove ---- */
 
-enum change { CANCEL, RETRY, REMOVE };
-
 struct change_arg {
-	enum change what;
+	enum bus_change what;
 	int64_t now, id;
-	struct look before; /* the job as the change found it */
-	int wrote;	    /* the change applied, and was made */
-	int commit_sent;    /* the COMMIT of a change was sent */
+	struct bus_change_look before; /* the job as the change found it */
+	int wrote;		       /* the change applied, and was made */
+	int commit_sent;	       /* the COMMIT of a change was sent */
 };
-
-/* Whether the change applies to the job as read (the statement's own
- * condition says the same). An executing job only records a cancel
- * request, once: a second cancel has nothing to write. */
-static int applies(enum change what, const struct look *j)
-{
-	if (j->state < 0)
-		return 0;
-	if (what == CANCEL)
-		return (BUS_STATE_BIT(j->state) & BUS_STATES_UNFINISHED) &&
-		       !(j->state == BUS_JOB_EXECUTING && j->cancel_requested);
-	return j->state != BUS_JOB_EXECUTING;
-}
 
 static int change_op(bus_store *s, void *arg)
 {
@@ -324,9 +305,9 @@ static int change_op(bus_store *s, void *arg)
 		my_sql_fn build;
 		int with_now;
 	} stmts[] = {
-		[CANCEL] = { SL_CANCEL, cancel_build, 2 },
-		[RETRY] = { SL_RETRY, retry_build, 2 },
-		[REMOVE] = { SL_REMOVE, remove_build, 0 },
+		[BUS_CHANGE_CANCEL] = { SL_CANCEL, cancel_build, 2 },
+		[BUS_CHANGE_RETRY] = { SL_RETRY, retry_build, 2 },
+		[BUS_CHANGE_REMOVE] = { SL_REMOVE, remove_build, 0 },
 	};
 	struct change_arg *a = arg;
 	struct my_conn *c = &s->conn;
@@ -334,12 +315,12 @@ static int change_op(bus_store *s, void *arg)
 	int rc = bus__my_begin(c);
 	if (rc == 0)
 		rc = look_at(c, SL_JOB_LOCK, lock_build, a->id, &a->before);
-	if (rc == 0 && applies(a->what, &a->before)) {
+	if (rc == 0 && bus__change_applies(a->what, &a->before)) {
 		MYSQL_STMT *st;
 		rc = by_id(c, stmts[a->what].slot, stmts[a->what].build,
 			   stmts[a->what].with_now, a->now, a->id, &st);
 		if (rc == 0 && mysql_stmt_affected_rows(st) == 0 &&
-		    a->what == REMOVE)
+		    a->what == BUS_CHANGE_REMOVE)
 			rc = bus__my_fail(c, "job %lld, locked, was not "
 					     "deleted",
 					  (long long)a->id);
@@ -355,46 +336,22 @@ static int change_op(bus_store *s, void *arg)
 /* After a lost connection (the lost session has ended): whether the
  * change's COMMIT landed, judged by the row now against the row before.
  * Without a COMMIT sent nothing can have landed: the change runs again
- * from its read. What only the change (or a like change by someone else,
- * which leaves the job as the caller asked) explains counts as landed:
- *  - remove: the row is gone (ids are never reused);
- *  - cancel: the job is cancelled, or, executing before, it holds a cancel
- *    request (a job that completed meanwhile shows neither: the change
- *    then runs again and says it had finished, which is true);
- *  - retry: the job is available, or has been claimed since (a higher
- *    attempt): running the retry again would run the job once more.
- * Anything else is the row as it was, or moved on without the change: it
- * runs again. */
+ * from its read; otherwise bus__change_landed (change.h) judges. */
 static int change_landed(bus_store *s, void *arg)
 {
 	struct change_arg *a = arg;
 	if (!a->commit_sent)
 		return 0;
-	struct look now;
+	struct bus_change_look now;
 	int rc = look_at(&s->conn, SL_JOB_LOOK, look_build, a->id, &now);
 	if (rc != 0)
 		return rc;
-	const struct look *was = &a->before;
-	int landed;
-	switch (a->what) {
-	case REMOVE: landed = now.state < 0; break;
-	case CANCEL:
-		landed = now.state == BUS_JOB_CANCELLED ||
-			 (was->state == BUS_JOB_EXECUTING &&
-			  now.state == BUS_JOB_EXECUTING &&
-			  now.cancel_requested);
-		break;
-	default:
-		landed = now.state == BUS_JOB_AVAILABLE ||
-			 (now.state >= 0 && now.attempt > was->attempt);
-	}
+	int landed = bus__change_landed(a->what, &a->before, &now);
 	if (landed && s->env.log != NULL)
 		s->env.log(s->env.log_udata, BUS_LOG_WARN,
 			   "mysql store: a %s of job %lld committed before "
 			   "the connection was lost; read back",
-			   a->what == CANCEL  ? "cancel"
-			   : a->what == RETRY ? "retry"
-					      : "delete",
+			   bus__change_name(a->what),
 			   (long long)a->id);
 	return landed;
 }
@@ -407,7 +364,8 @@ static int change(bus_store *s, struct change_arg *a, const char *what)
 int bus__my_cancel(bus_store *s, int64_t now, int64_t id)
 {
 	int rc = bus__my_now_check(s, "cancel", now);
-	struct change_arg a = { CANCEL, now, id, { -1, 0, 0 }, 0, 0 };
+	struct change_arg a = { BUS_CHANGE_CANCEL, now, id, { -1, 0, 0 },
+				 0, 0 };
 	if (rc == 0)
 		rc = change(s, &a, "cancelling a job");
 	/* An executing job with a request already made: nothing to add. */
@@ -424,7 +382,8 @@ int bus__my_cancel(bus_store *s, int64_t now, int64_t id)
 int bus__my_retry(bus_store *s, int64_t now, int64_t id)
 {
 	int rc = bus__my_now_check(s, "retry", now);
-	struct change_arg a = { RETRY, now, id, { -1, 0, 0 }, 0, 0 };
+	struct change_arg a = { BUS_CHANGE_RETRY, now, id, { -1, 0, 0 },
+				 0, 0 };
 	if (rc == 0)
 		rc = change(s, &a, "retrying a job");
 	if (rc != 0 || a.wrote)
@@ -439,7 +398,8 @@ int bus__my_retry(bus_store *s, int64_t now, int64_t id)
 
 int bus__my_remove(bus_store *s, int64_t id)
 {
-	struct change_arg a = { REMOVE, 0, id, { -1, 0, 0 }, 0, 0 };
+	struct change_arg a = { BUS_CHANGE_REMOVE, 0, id, { -1, 0, 0 },
+				 0, 0 };
 	int rc = change(s, &a, "deleting a job");
 	if (rc != 0 || a.wrote)
 		return rc;

@@ -2,14 +2,24 @@
  * Administration: get, list, cancel, retry, remove, pausing queues,
  * counts and prune.
  *
- * Each write is one statement that carries its own condition (not
- * finished, not executing), so it cannot race with a worker; when it
- * changes nothing, a read of the job says why (not found, or its state).
+ * Each write (cancel, retry, remove) is one short transaction: the job's
+ * row is read and locked (what it was before), the one statement that
+ * changes it runs when its state allows (the statement also carries that
+ * condition), and the row read says why when it does not (not found, or
+ * its state). Should the connection drop once the COMMIT was sent, the
+ * write may have landed: it is never run again blindly (a delete that
+ * landed would then report "not found", a cancel "already finished").
+ * After the retry wrapper has ended the lost session (fence.c),
+ * change_landed reads the row again and compares it with what it was
+ * before: a row that shows the change (or is gone, for a remove) means it
+ * landed; one that does not means it did not, and the change runs again
+ * from its read.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../change.h"
 #include "pg_store.h"
 
 #define LIST_LIMIT_DEFAULT 100
@@ -54,8 +64,16 @@ static const char retry_sql[] =
 static const char remove_sql[] =
     "DELETE FROM bus_jobs WHERE id = $1::int8 AND state <> 2";
 
-static const char state_sql[] =
-    "SELECT state FROM bus_jobs WHERE id = $1::int8";
+/* What the change and its read-back judge by: state, attempt, and
+ * whether a cancel request is pending. The lock holds the row until the
+ * change commits, so the statement sees the job as read. */
+#define LOOK_COLS "state, attempt, cancel_requested_at IS NOT NULL"
+
+static const char lock_sql[] =
+    "SELECT " LOOK_COLS " FROM bus_jobs WHERE id = $1::int8 FOR UPDATE";
+
+static const char look_sql[] =
+    "SELECT " LOOK_COLS " FROM bus_jobs WHERE id = $1::int8";
 
 static const char pause_sql[] =
     "INSERT INTO bus_queues (name, paused) VALUES ($1::text, $2::bool) "
@@ -88,16 +106,29 @@ static int by_id(struct pg_conn *c, int slot, const char *sql, int with_now,
 	return rc;
 }
 
-/* The job's state, or -1 when there is no such job. */
-static int state_of(struct pg_conn *c, int64_t id, long long *state)
+/* Reads the job through the statement in `slot` (lock_sql or look_sql). */
+static int look_at(struct pg_conn *c, int slot, const char *sql, int64_t id,
+		   struct bus_change_look *out)
 {
 	PGresult *r = NULL;
-	int rc = by_id(c, SL_STATE, state_sql, 0, 0, id, &r);
-	if (rc == 0) {
-		*state = PQntuples(r) > 0 ? bus__pg_get_int(r, 0, 0) : -1;
+	int rc = by_id(c, slot, sql, 0, 0, id, &r);
+	if (rc != 0)
+		return rc;
+	if (PQnfields(r) != 3 || PQbinaryTuples(r) != 1) {
+		int n = PQnfields(r);
 		PQclear(r);
+		return bus__pg_fail(c, "internal error: a job's state read as "
+				       "%d columns, not 3 in binary",
+				    n);
 	}
-	return rc;
+	if (PQntuples(r) == 0)
+		*out = (struct bus_change_look){ -1, 0, 0 };
+	else
+		*out = (struct bus_change_look){ bus__pg_get_int(r, 0, 0),
+						 bus__pg_get_int(r, 0, 1),
+						 bus__pg_get_int(r, 0, 2) };
+	PQclear(r);
+	return 0;
 }
 
 static int not_found(const bus_store *s, int64_t id)
@@ -195,13 +226,12 @@ int bus__pg_list(bus_store *s, const bus_job_filter *filter, bus_job **out,
 
 /* ---- cancel, retry, remove ---- */
 
-enum change { CANCEL, RETRY, REMOVE };
-
 struct change_arg {
-	enum change what;
+	enum bus_change what;
 	int64_t now, id;
-	long long state; /* when nothing changed: the job's, or -1 */
-	int changed;
+	struct bus_change_look before; /* the job as the change found it */
+	int wrote;		       /* the change applied, and was made */
+	int commit_sent;	       /* the COMMIT of a change was sent */
 };
 
 static int change_op(bus_store *s, void *arg)
@@ -211,91 +241,104 @@ static int change_op(bus_store *s, void *arg)
 		const char *sql;
 		int with_now;
 	} stmts[] = {
-	    [CANCEL] = {SL_CANCEL, cancel_sql, 1},
-	    [RETRY] = {SL_RETRY, retry_sql, 1},
-	    [REMOVE] = {SL_REMOVE, remove_sql, 0},
+	    [BUS_CHANGE_CANCEL] = {SL_CANCEL, cancel_sql, 1},
+	    [BUS_CHANGE_RETRY] = {SL_RETRY, retry_sql, 1},
+	    [BUS_CHANGE_REMOVE] = {SL_REMOVE, remove_sql, 0},
 	};
 	struct change_arg *a = arg;
-	PGresult *r = NULL;
-	int rc = by_id(&s->conn, stmts[a->what].slot, stmts[a->what].sql,
-		       stmts[a->what].with_now, a->now, a->id, &r);
-	if (rc != 0)
-		return rc;
-	a->changed = atoi(PQcmdTuples(r)) > 0;
-	PQclear(r);
-	return a->changed ? 0 : state_of(&s->conn, a->id, &a->state);
-}
-
-/* Runs a change; when it changes nothing and the job is still in a state
- * it applies to (`applies` of the state read after), the job moved in
- * between (a worker finished it, say): one more try decides. */
-static int change(bus_store *s, struct change_arg *a, const char *what,
-		  unsigned applies)
-{
-	int rc = 0;
-	for (int tries = 0; tries < 2; tries++) {
-		rc = bus__pg_run(s, what, change_op, a);
-		if (rc != 0 || a->changed || a->state < 0 ||
-		    !(BUS_STATE_BIT(a->state) & applies))
-			break;
+	struct pg_conn *c = &s->conn;
+	a->wrote = a->commit_sent = 0;
+	int rc = bus__pg_begin(c);
+	if (rc == 0)
+		rc = look_at(c, SL_JOB_LOCK, lock_sql, a->id, &a->before);
+	if (rc == 0 && bus__change_applies(a->what, &a->before)) {
+		PGresult *r = NULL;
+		rc = by_id(c, stmts[a->what].slot, stmts[a->what].sql,
+			   stmts[a->what].with_now, a->now, a->id, &r);
+		/* The row is locked in a state the statement applies to. */
+		if (rc == 0 && atoi(PQcmdTuples(r)) != 1)
+			rc = bus__pg_fail(c, "job %lld, locked, changed %s rows "
+					     "instead of 1",
+					  (long long)a->id, PQcmdTuples(r));
+		PQclear(r);
+		a->wrote = rc == 0;
+	}
+	if (rc == 0) {
+		a->commit_sent = a->wrote;
+		rc = bus__pg_commit(c);
 	}
 	return rc;
+}
+
+/* After a lost connection (the lost session has ended): whether the
+ * change's COMMIT landed, judged by the row now against the row before.
+ * Without a COMMIT sent nothing can have landed: the change runs again
+ * from its read; otherwise bus__change_landed (change.h) judges. */
+static int change_landed(bus_store *s, void *arg)
+{
+	struct change_arg *a = arg;
+	if (!a->commit_sent)
+		return 0;
+	struct bus_change_look now;
+	int rc = look_at(&s->conn, SL_JOB_LOOK, look_sql, a->id, &now);
+	if (rc != 0)
+		return rc;
+	int landed = bus__change_landed(a->what, &a->before, &now);
+	if (landed && s->env.log != NULL)
+		s->env.log(s->env.log_udata, BUS_LOG_WARN,
+			   "postgres store: a %s of job %lld committed before "
+			   "the connection was lost; read back",
+			   bus__change_name(a->what),
+			   (long long)a->id);
+	return landed;
+}
+
+static int change(bus_store *s, struct change_arg *a, const char *what)
+{
+	return bus__pg_run_checked(s, what, change_op, change_landed, a);
 }
 
 int bus__pg_cancel(bus_store *s, int64_t now, int64_t id)
 {
 	int rc = bus__pg_now_check(s, "cancel", now);
-	struct change_arg a = {CANCEL, now, id, -1, 0};
+	struct change_arg a = {BUS_CHANGE_CANCEL, now, id, {-1, 0, 0}, 0, 0};
 	if (rc == 0)
-		rc = change(s, &a, "cancelling a job", BUS_STATES_UNFINISHED);
-	if (rc != 0 || a.changed)
+		rc = change(s, &a, "cancelling a job");
+	/* An executing job with a request already made: nothing to add. */
+	if (rc != 0 || a.wrote || a.before.state == BUS_JOB_EXECUTING)
 		return rc;
-	if (a.state < 0)
+	if (a.before.state < 0)
 		return not_found(s, id);
-	if (!(BUS_STATE_BIT(a.state) & BUS_STATES_FINISHED))
-		return s->env.error(BUS_ESTATE,
-				    "postgres store: cannot cancel job %lld: "
-				    "it keeps changing state",
-				    (long long)id);
 	return s->env.error(BUS_ESTATE,
 			    "postgres store: cannot cancel job %lld: it has "
 			    "already finished (%s)",
-			    (long long)id, state_name(a.state));
+			    (long long)id, state_name(a.before.state));
 }
 
 int bus__pg_retry(bus_store *s, int64_t now, int64_t id)
 {
 	int rc = bus__pg_now_check(s, "retry", now);
-	struct change_arg a = {RETRY, now, id, -1, 0};
-	unsigned applies = BUS_STATES_ALL & ~BUS_STATE_BIT(BUS_JOB_EXECUTING);
+	struct change_arg a = {BUS_CHANGE_RETRY, now, id, {-1, 0, 0}, 0, 0};
 	if (rc == 0)
-		rc = change(s, &a, "retrying a job", applies);
-	if (rc != 0 || a.changed)
+		rc = change(s, &a, "retrying a job");
+	if (rc != 0 || a.wrote)
 		return rc;
-	if (a.state < 0)
+	if (a.before.state < 0)
 		return not_found(s, id);
-	if (a.state == BUS_JOB_EXECUTING)
-		return s->env.error(BUS_ESTATE,
-				    "postgres store: cannot retry job %lld: "
-				    "it is executing",
-				    (long long)id);
-	return 0;
+	return s->env.error(BUS_ESTATE,
+			    "postgres store: cannot retry job %lld: it is "
+			    "executing",
+			    (long long)id);
 }
 
 int bus__pg_remove(bus_store *s, int64_t id)
 {
-	struct change_arg a = {REMOVE, 0, id, -1, 0};
-	unsigned applies = BUS_STATES_ALL & ~BUS_STATE_BIT(BUS_JOB_EXECUTING);
-	int rc = change(s, &a, "deleting a job", applies);
-	if (rc != 0 || a.changed)
+	struct change_arg a = {BUS_CHANGE_REMOVE, 0, id, {-1, 0, 0}, 0, 0};
+	int rc = change(s, &a, "deleting a job");
+	if (rc != 0 || a.wrote)
 		return rc;
-	if (a.state < 0)
+	if (a.before.state < 0)
 		return not_found(s, id);
-	if (a.state != BUS_JOB_EXECUTING)
-		return s->env.error(BUS_ESTATE,
-				    "postgres store: cannot delete job %lld: "
-				    "it keeps changing state",
-				    (long long)id);
 	return s->env.error(BUS_ESTATE,
 			    "postgres store: cannot delete job %lld: it is "
 			    "executing",

@@ -10,6 +10,11 @@
  * "not found" and a cancel "already finished". Last, the same with the
  * lost session left alive on the server (holding the job's row lock when
  * the change had not committed): the store must end it first.
+ *
+ * On PostgreSQL ($BUS_FAULT_STORE=postgres, tests/postgres/net_admin.sh)
+ * the same: each change is a transaction there too, so the COMMIT's reply
+ * is the one lost, or the changing statement's (its Sync passed, which
+ * commits nothing inside the transaction).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,15 +25,26 @@
 static struct fault_env env;
 static struct fault_proxy proxy;
 
-/* Texts of the changing statements (backends/mysql/admin.c), for rules
- * that fire on them, or on the COMMIT after them. */
-#define CANCEL_SQL "cancel_requested_at = IF(state = 2"
-#define RETRY_SQL "max_attempts = IF(attempt >= max_attempts"
-#define DELETE_SQL "DELETE FROM"
-
+/* Texts of the changing statements (backends/mysql/admin.c,
+ * backends/postgres/admin.c), for rules that fire on them, or on the
+ * COMMIT after them. */
 enum op { CANCEL, RETRY, DELETE };
 static const char *const op_name[] = { "cancel", "retry", "delete" };
-static const char *const op_sql[] = { CANCEL_SQL, RETRY_SQL, DELETE_SQL };
+static const char *const my_sql[] = {
+	"cancel_requested_at = IF(state = 2",
+	"max_attempts = IF(attempt >= max_attempts",
+	"DELETE FROM",
+};
+static const char *const pg_sql[] = {
+	"cancel_requested_at = CASE WHEN state = 2",
+	"max_attempts = CASE WHEN attempt >= max_attempts",
+	"DELETE FROM",
+};
+
+static const char *op_sql(enum op op)
+{
+	return env.dsn.postgres ? pg_sql[op] : my_sql[op];
+}
 
 static int64_t new_job(bus *direct, const char *kind)
 {
@@ -71,12 +87,21 @@ static void make_executing(int64_t id)
 	fault_db *db = fault_connect(&env.dsn, why, sizeof why);
 	if (db == NULL)
 		fault_fail("connecting: %s", why);
-	fault_sql(db,
-		  "UPDATE %sjobs SET state = 2, attempt = attempt + 1, "
-		  "attempted_by = 'elsewhere', attempted_at = UTC_TIMESTAMP(6), "
-		  "lease_until = UTC_TIMESTAMP(6) + INTERVAL 1 HOUR "
-		  "WHERE id = %lld",
-		  env.prefix, (long long)id);
+	if (env.dsn.postgres)
+		fault_sql(db,
+			  "UPDATE %sjobs SET state = 2, attempt = attempt + 1, "
+			  "attempted_by = 'elsewhere', attempted_at = now(), "
+			  "lease_until = now() + interval '1 hour' "
+			  "WHERE id = %lld",
+			  env.prefix, (long long)id);
+	else
+		fault_sql(db,
+			  "UPDATE %sjobs SET state = 2, attempt = attempt + 1, "
+			  "attempted_by = 'elsewhere', "
+			  "attempted_at = UTC_TIMESTAMP(6), "
+			  "lease_until = UTC_TIMESTAMP(6) + INTERVAL 1 HOUR "
+			  "WHERE id = %lld",
+			  env.prefix, (long long)id);
 	fault_db_close(db);
 }
 
@@ -125,10 +150,10 @@ static void each_op(bus *direct, bus *b, int on_commit, const char *tag)
 		}
 		if (on_commit)
 			snprintf(rule, sizeof rule, "drop-reply COMMIT after %s",
-				 op_sql[op]);
+				 op_sql((enum op)op));
 		else
 			snprintf(rule, sizeof rule, "drop-reply %s",
-				 op_sql[op]);
+				 op_sql((enum op)op));
 		snprintf(label, sizeof label, "%s, %s reply lost%s",
 			 op_name[op], on_commit ? "COMMIT" : "statement", tag);
 		broken(direct, b, (enum op)op, id, rule, want, label);
@@ -143,7 +168,7 @@ static void cancel_executing(bus *direct, bus *b, int on_commit)
 	char rule[160], label[160];
 	snprintf(rule, sizeof rule,
 		 on_commit ? "drop-reply COMMIT after %s" : "drop-reply %s",
-		 CANCEL_SQL);
+		 op_sql(CANCEL));
 	snprintf(label, sizeof label, "cancel of an executing job, %s reply "
 				      "lost",
 		 on_commit ? "COMMIT" : "statement");
