@@ -173,7 +173,8 @@ struct bus_store_ops {
 	 * scheduled_at <= now, in order of priority, scheduled_at, id. Each
 	 * becomes executing with attempt + 1, attempted_at = now, attempted_by =
 	 * node and lease_until = now + lease_us, started_at unset (a store
-	 * with start), and is returned as it is after the claim. Concurrent claims never return the same job.
+	 * with start), and is returned as it is after the claim. Concurrent
+	 * claims never return the same job.
 	 * *out is in claim order: queue by queue in the order of `queues` (a
 	 * queue listed twice counts once, at its first place), and within a
 	 * queue by (priority, scheduled_at, id). The worker runs them
