@@ -54,42 +54,27 @@ static const char finish_sql[] =
 	"RETURNING b.i";
 
 /* NOWAIT: a renewal fails at once on a row another transaction holds, and
- * the core then renews the others one by one (backend.h).
- * The locking subquery is a MATERIALIZED CTE, run once, and the outer scan
- * is bounded by the batch's ids: as a subquery in FROM, on statistics taken
- * while the table was empty (jobs pruned, then analyzed), the planner put it
- * on the inner side of a nested loop over every row of the table, re-running
- * the lock for each (minutes for 20,000 jobs). */
+ * the core then renews the others one by one (backend.h). */
 static const char extend_sql[] =
-	"WITH b AS MATERIALIZED (SELECT x.id, b.i FROM unnest($3::int4[], "
-	"$4::int8[], $5::int4[]) AS b(i, id, attempt) JOIN bus_jobs x "
-	"ON x.id = b.id WHERE x.state = 2 AND x.attempted_by = $6::text "
-	"AND x.attempt = b.attempt FOR UPDATE OF x NOWAIT) "
 	"UPDATE bus_jobs j SET lease_until = COALESCE($1::timestamptz, now()) "
 	"+ $2::int8 * interval '1 microsecond' "
-	"FROM b WHERE j.id = b.id AND j.id = ANY ($4::int8[]) RETURNING b.i";
+	"FROM (SELECT x.id, b.i FROM unnest($3::int4[], $4::int8[], "
+	"$5::int4[]) AS b(i, id, attempt) JOIN bus_jobs x ON x.id = b.id "
+	"WHERE x.state = 2 AND x.attempted_by = $6::text "
+	"AND x.attempt = b.attempt FOR UPDATE OF x NOWAIT) b "
+	"WHERE j.id = b.id RETURNING b.i";
 
 /* start: the guard of extend, waiting for a locked row (a start is
  * written once per attempt, and must not fail for a passing lock); a start
- * already recorded stands. The same shape as extend, for the same plan. */
+ * already recorded stands. */
 static const char start_sql[] =
-	"WITH b AS MATERIALIZED (SELECT x.id, b.i FROM unnest($2::int4[], "
-	"$3::int8[], $4::int4[]) AS b(i, id, attempt) JOIN bus_jobs x "
-	"ON x.id = b.id WHERE x.state = 2 AND x.attempted_by = $5::text "
-	"AND x.attempt = b.attempt FOR UPDATE OF x) "
 	"UPDATE bus_jobs j SET started_at = "
 	"COALESCE(j.started_at, $1::timestamptz, now()) "
-	"FROM b WHERE j.id = b.id AND j.id = ANY ($3::int8[]) RETURNING b.i";
-
-const char *bus__pg_extend_sql(void)
-{
-	return extend_sql;
-}
-
-const char *bus__pg_start_sql(void)
-{
-	return start_sql;
-}
+	"FROM (SELECT x.id, b.i FROM unnest($2::int4[], $3::int8[], "
+	"$4::int4[]) AS b(i, id, attempt) JOIN bus_jobs x ON x.id = b.id "
+	"WHERE x.state = 2 AND x.attempted_by = $5::text "
+	"AND x.attempt = b.attempt FOR UPDATE OF x) b "
+	"WHERE j.id = b.id RETURNING b.i";
 
 static const char cancel_pending_sql[] =
 	"SELECT b.i FROM unnest($1::int4[], $2::int8[], $3::int4[]) "

@@ -357,10 +357,6 @@ int bus__pg_claim(bus_store *s, int64_t now, const char *node, int64_t lease_us,
 		  size_t *n_out);
 /* The claim's statement (default names), for tests that EXPLAIN it. */
 const char *bus__pg_claim_sql(void);
-/* The lease renewal's and the start's statements (default names), for
- * tests that EXPLAIN them. */
-const char *bus__pg_extend_sql(void);
-const char *bus__pg_start_sql(void);
 int bus__pg_finish(bus_store *s, int64_t now, const bus_store_finish *items,
 		   size_t n, unsigned char *applied);
 int bus__pg_claim_start(bus_store *s, int64_t now, const char *node,

@@ -178,86 +178,6 @@ START_TEST(the_claim_is_an_index_scan_without_a_sort)
 }
 END_TEST
 
-/* The EXPLAIN ANALYZE text of `stmt` (default names) run on the suite's
- * tables with the text parameters vals[0..n). Owner: the caller. */
-static char *explain_analyze(const char *stmt, int n, const char *const *vals)
-{
-	char *q = bus__pg_sql(&st->tables, stmt);
-	ck_assert_ptr_nonnull(q);
-	char *sql = malloc(strlen(q) + 64);
-	ck_assert_ptr_nonnull(sql);
-	sprintf(sql, "EXPLAIN (ANALYZE, TIMING OFF, COSTS OFF) %s", q);
-	PGresult *r = PQexecParams(st->conn.db, sql, n, NULL, vals, NULL,
-				   NULL, 0);
-	ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK, "%s",
-		      PQerrorMessage(st->conn.db));
-	size_t len = 1;
-	for (int i = 0; i < PQntuples(r); i++)
-		len += strlen(PQgetvalue(r, i, 0)) + 1;
-	char *plan = calloc(1, len);
-	ck_assert_ptr_nonnull(plan);
-	for (int i = 0; i < PQntuples(r); i++) {
-		strcat(plan, PQgetvalue(r, i, 0));
-		strcat(plan, "\n");
-	}
-	PQclear(r);
-	free(sql);
-	free(q);
-	return plan;
-}
-
-/* The locking subquery of the plan ran once: its LockRows node has
- * loops=1 (not once per row of the table). */
-static void lock_runs_once(const char *what, const char *plan)
-{
-	const char *lock = strstr(plan, "LockRows");
-	ck_assert_msg(lock != NULL, "%s: no lock:\n%s", what, plan);
-	const char *eol = strchr(lock, '\n');
-	const char *once = strstr(lock, "loops=1)");
-	ck_assert_msg(once != NULL && once < eol,
-		      "%s: the locking subquery runs more than once:\n%s", what,
-		      plan);
-}
-
-/* The renewal and the start lock their batch once, also on statistics
- * taken while the table was empty but had pages (jobs pruned, then
- * ANALYZE, as autovacuum does; the planner then takes the table for
- * empty): a plan that re-ran the lock for every row of the table took
- * minutes for 20,000 jobs. Run in a transaction rolled back. */
-START_TEST(renewal_and_start_lock_their_batch_once_on_stale_statistics)
-{
-	sql_ok(st, "BEGIN");
-	sql_ok(st, "ALTER TABLE opstest_jobs SET (autovacuum_enabled = off)");
-	const char *ins = "INSERT INTO opstest_jobs (kind, handler, queue, "
-			  "priority, payload, state, max_attempts, attempt, "
-			  "attempted_by, inserted_at, scheduled_at, "
-			  "lease_until) SELECT 'k', 'h', 'q', 0, '{}', 2, 3, "
-			  "1, 'node', now(), now(), now() + interval '1 min' "
-			  "FROM generate_series(1, 300)";
-	sql_ok(st, ins);
-	sql_ok(st, "DELETE FROM opstest_jobs");
-	sql_ok(st, "ANALYZE opstest_jobs");
-	sql_ok(st, ins);
-	/* The batch: the jobs 301..308, the second 300 inserted. */
-	const char *idx = "{0,1,2,3,4,5,6,7}";
-	const char *ids = "{301,302,303,304,305,306,307,308}";
-	const char *att = "{1,1,1,1,1,1,1,1}";
-	const char *ext[6] = { NULL, "1000000", idx, ids, att, "node" };
-	char *plan = explain_analyze(bus__pg_extend_sql(), 6, ext);
-	ck_assert_msg(strstr(plan, "(actual rows=8 loops=1)") != NULL,
-		      "extend: not 8 rows:\n%s", plan);
-	lock_runs_once("extend", plan);
-	free(plan);
-	const char *start[5] = { NULL, idx, ids, att, "node" };
-	plan = explain_analyze(bus__pg_start_sql(), 5, start);
-	ck_assert_msg(strstr(plan, "(actual rows=8 loops=1)") != NULL,
-		      "start: not 8 rows:\n%s", plan);
-	lock_runs_once("start", plan);
-	free(plan);
-	sql_ok(st, "ROLLBACK");
-}
-END_TEST
-
 /* A schema from before step 4 (no started_at) is refused, naming the
  * step; bus_migrate brings it up to date. */
 START_TEST(a_schema_without_the_start_step_is_refused_naming_it)
@@ -586,8 +506,6 @@ static Suite *store_postgres_suite(void)
 	tcase_add_test(tc, each_open_is_a_connection_to_the_same_store);
 	tcase_add_test(tc, json_comes_back_byte_for_byte);
 	tcase_add_test(tc, the_claim_is_an_index_scan_without_a_sort);
-	tcase_add_test(
-		tc, renewal_and_start_lock_their_batch_once_on_stale_statistics);
 	tcase_add_test(tc, a_schema_without_the_start_step_is_refused_naming_it);
 	tcase_add_test(tc, a_schema_holds_tables_of_its_own);
 	tcase_add_test(tc, a_prefix_that_reads_as_a_number_works);
